@@ -1,0 +1,140 @@
+"""The post-hoc score contract (scikit-learn's estimator shape, pytorch-ood's feature path).
+
+Every score:
+
+* is a pure module-level function on tensors plus a thin class deriving from :class:`Score`;
+* takes only hyper-parameters in its constructor, stored under the same names;
+  invalid values raise at once;
+* has ``fit(train, aux=None) -> self`` (a no-op for stateless scores) that stores
+  fitted state in trailing-underscore attributes;
+* has ``score(outputs) -> Tensor (N,)``, **higher = more OOD**, on cached model
+  outputs, so one forward pass feeds every score.
+
+Scores that must run the network again (input perturbation, input gradients)
+derive from :class:`InputGradientScore`, declare ``"model"`` and ``"input_grad"``
+in their registry entry, and implement ``score_inputs(model, x)`` instead.
+
+``search_space`` lists the hyper-parameter grid used when a score is tuned on a
+validation split (OpenOOD's APS grids where they exist).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import Any, ClassVar, TypeVar
+
+import torch
+from torch import Tensor, nn
+
+from oodlab.errors import ConfigError, DataError, NotFittedError
+from oodlab.registry import Registry
+from oodlab.types import Outputs
+
+S = TypeVar("S", bound="Score")
+
+SCORES: Registry[Score] = Registry("score")
+register_score = SCORES.register
+
+
+class Score:
+    """Base class of every post-hoc OOD score; ``score`` returns higher = more OOD."""
+
+    search_space: ClassVar[dict[str, Sequence[Any]]] = {}
+
+    def fit(self: S, train: Outputs, *, aux: Outputs | None = None) -> S:
+        """Learn what the score needs from training-set outputs (no-op by default)."""
+        return self
+
+    def score(self, outputs: Outputs) -> Tensor:
+        """Per-sample OOD score ``(N,)``, higher = more OOD."""
+        raise NotImplementedError
+
+    # -- hyper-parameters -------------------------------------------------------------
+    @classmethod
+    def param_names(cls) -> list[str]:
+        signature = inspect.signature(cls.__init__)
+        return [
+            name
+            for name, p in signature.parameters.items()
+            if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+
+    def get_params(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.param_names()}
+
+    def with_params(self: S, **params: Any) -> S:
+        """A new, unfitted score of the same kind with some hyper-parameters replaced."""
+        unknown = sorted(set(params) - set(self.param_names()))
+        if unknown:
+            raise ConfigError(
+                f"{type(self).__name__} has no hyper-parameter {unknown[0]!r}; "
+                f"valid: {', '.join(self.param_names()) or 'none'}"
+            )
+        return type(self)(**{**self.get_params(), **params})
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items() if _short(v))
+        return f"{type(self).__name__}({params})"
+
+    # -- helpers for subclasses -----------------------------------------------------
+    def _check_fitted(self, *attributes: str) -> None:
+        if any(getattr(self, name, None) is None for name in attributes):
+            raise NotFittedError(
+                f"{type(self).__name__} is not fitted; call .fit(train_outputs) before .score()"
+            )
+
+
+class InputGradientScore(Score):
+    """A score that re-runs the network on (perturbed) inputs; it cannot use cached outputs."""
+
+    def score(self, outputs: Outputs) -> Tensor:
+        raise DataError(
+            f"{type(self).__name__} needs the model and the inputs (input gradients); "
+            "call .score_inputs(model, x), or let oodlab.evaluate run it"
+        )
+
+    def score_inputs(self, model: nn.Module, x: Tensor) -> Tensor:
+        """Per-sample OOD score ``(N,)`` for the input batch ``x``, higher = more OOD."""
+        raise NotImplementedError
+
+
+def require_positive(name: str, value: float, *, allow_zero: bool = False) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is > 0 (or >= 0 with ``allow_zero``)."""
+    ok = value >= 0 if allow_zero else value > 0
+    if isinstance(value, bool) or not isinstance(value, int | float) or not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{name} must be a number {bound}, got {value!r}")
+
+
+def require_in_range(name: str, value: float, low: float, high: float) -> None:
+    """Raise :class:`ConfigError` unless ``low <= value <= high``."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise ConfigError(f"{name} must be in [{low}, {high}], got {value!r}")
+
+
+def require_extra(outputs: Outputs, key: str, score_name: str) -> Tensor:
+    """The extra head output ``key``; a model without it raises one line."""
+    if key not in outputs.extras:
+        raise DataError(
+            f"score {score_name!r} needs the model's {key!r} output, which these outputs lack "
+            f"(have: {sorted(outputs.extras) or 'none'}); train with a method that adds that head"
+        )
+    return outputs.extras[key]
+
+
+def require_head(outputs: Outputs, score_name: str) -> tuple[Tensor, Tensor]:
+    """The linear head ``(W, b)``; a model without one raises one line."""
+    if outputs.head_weight is None:
+        raise DataError(
+            f"score {score_name!r} needs the linear head (W, b) of the model; give the model an "
+            "nn.Linear `head` or a `linear_head()` method"
+        )
+    bias = outputs.head_bias
+    if bias is None:
+        bias = torch.zeros(outputs.head_weight.shape[0], dtype=outputs.head_weight.dtype)
+    return outputs.head_weight, bias
+
+
+def _short(value: Any) -> bool:
+    return not isinstance(value, Tensor) or value.numel() <= 8
