@@ -3,9 +3,9 @@
 Importing this package registers every score in :data:`SCORES`.
 """
 
-from oodlab.scores import msp
+from oodlab.scores import energy, max_logit, msp
 from oodlab.scores.base import SCORES, InputGradientScore, Score, register_score
 
 __all__ = ["SCORES", "InputGradientScore", "Score", "register_score"]
 
-_modules = [msp]
+_modules = [energy, max_logit, msp]

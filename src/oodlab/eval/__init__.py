@@ -1,0 +1,1 @@
+"""Evaluation: metrics, cached extraction, the evaluate entry point and reports."""

@@ -1,0 +1,11 @@
+"""Training losses, one file per paper; ``nn.Module``s with hyper-parameters in the constructor.
+
+Importing this package registers every loss in :data:`LOSSES`.
+"""
+
+from oodlab.registry import Registry
+
+LOSSES: Registry = Registry("loss")
+register_loss = LOSSES.register
+
+__all__ = ["LOSSES", "register_loss"]
