@@ -1,6 +1,7 @@
 """Datasets (one file per on-disk format), long-tail construction, transforms and loaders.
 
-Importing this package registers every dataset in :data:`DATASETS`.
+Importing this package registers every dataset in :data:`DATASETS` and every benchmark
+preset in :data:`BENCHMARKS`.
 """
 
 from oodlab.registry import Registry
@@ -8,4 +9,20 @@ from oodlab.registry import Registry
 DATASETS: Registry = Registry("dataset")
 register_dataset = DATASETS.register
 
-__all__ = ["DATASETS", "register_dataset"]
+from oodlab.data.benchmarks import (  # noqa: E402  (the registries above must exist first)
+    BENCHMARKS,
+    Benchmark,
+    TensorImageDataset,
+    build_benchmark,
+    register_benchmark,
+)
+
+__all__ = [
+    "BENCHMARKS",
+    "DATASETS",
+    "Benchmark",
+    "TensorImageDataset",
+    "build_benchmark",
+    "register_benchmark",
+    "register_dataset",
+]
