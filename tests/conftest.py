@@ -58,6 +58,7 @@ class ToyData:
     train: Outputs
     id: Outputs
     ood: Outputs
+    aux: Outputs  # auxiliary outliers, drawn independently of the OOD test points
 
 
 def make_inputs(n_per_class: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -93,6 +94,7 @@ def toy() -> ToyData:
     x_train, y_train = make_inputs(50, generator)
     x_id, y_id = make_inputs(20, generator)
     x_ood = make_ood_inputs(60, generator)
+    x_aux = make_ood_inputs(80, generator)
     return ToyData(
         model=model,
         x_train=x_train,
@@ -103,4 +105,5 @@ def toy() -> ToyData:
         train=outputs_of(model, x_train, y_train),
         id=outputs_of(model, x_id, y_id),
         ood=outputs_of(model, x_ood, torch.full((len(x_ood),), -1)),
+        aux=outputs_of(model, x_aux, torch.full((len(x_aux),), -1)),
     )

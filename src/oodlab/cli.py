@@ -1,0 +1,104 @@
+"""The ``oodlab`` command: ``list``, ``eval``, ``train``, ``bench``, ``demo``.
+
+Errors that oodlab raises on purpose (:class:`~oodlab.errors.OodlabError`) are printed
+as one line, ``error: ...``, and the command exits with status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from oodlab.errors import OodlabError
+from oodlab.registry import Registry
+
+
+def _families() -> dict[str, Callable[[], Registry]]:
+    def scores() -> Registry:
+        from oodlab.scores import SCORES
+
+        return SCORES
+
+    def losses() -> Registry:
+        from oodlab.losses import LOSSES
+
+        return LOSSES
+
+    def datasets() -> Registry:
+        from oodlab.data import DATASETS
+
+        return DATASETS
+
+    def benchmarks() -> Registry:
+        from oodlab.data import BENCHMARKS
+
+        return BENCHMARKS
+
+    def models() -> Registry:
+        from oodlab.models import MODELS
+
+        return MODELS
+
+    def methods() -> Registry:
+        from oodlab.train.recipes import METHODS
+
+        return METHODS
+
+    return {
+        "scores": scores,
+        "losses": losses,
+        "methods": methods,
+        "datasets": datasets,
+        "benchmarks": benchmarks,
+        "models": models,
+    }
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    registry = _families()[args.family]()
+    entries = list(registry)
+    width = max((len(e.name) for e in entries), default=4)
+    for entry in entries:
+        needs = ",".join(entry.needs) or "-"
+        fit = "fit" if entry.requires_fit else "   "
+        print(f"{entry.name:<{width}}  {fit}  {needs:<28}  {entry.paper}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="oodlab",
+        description="Out-of-distribution detection: train, evaluate and benchmark OOD detectors. "
+        "Every score is higher = more OOD.",
+    )
+    from oodlab import __version__
+
+    parser.add_argument("--version", action="version", version=f"oodlab {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p_list = sub.add_parser("list", help="list registered scores, losses, methods, datasets, ...")
+    p_list.add_argument("family", choices=sorted(_families()))
+    p_list.set_defaults(func=cmd_list)
+
+    from oodlab.eval.cli import add_eval_parser
+
+    add_eval_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except OodlabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished work is saved and a rerun resumes", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

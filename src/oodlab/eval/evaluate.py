@@ -1,0 +1,373 @@
+"""Evaluate a model: every score on every OOD set from one cached forward pass per dataset.
+
+``evaluate`` extracts the ID test set, each OOD set, and (when a score needs them) the
+training set and the auxiliary outliers once each; fits every score on the training
+outputs; scores the ID test set once and each OOD set once; and computes the metrics of
+:mod:`oodlab.eval.metrics` per OOD set, then their unweighted means over the near, far
+and all sets. Only scores that need input gradients (ODIN, i-ODIN, Mahalanobis with
+input noise) run the network again, and the result says so.
+
+Hyper-parameters of scores with a ``search_space`` can be tuned from the cache (no
+network re-run). Selection rule (OpenOOD v1.5's APS): the candidate with the highest
+AUROC on a validation pair — a seeded ``val_fraction`` of the ID test set, which is then
+removed from the ID test set, against the OOD validation set (the auxiliary outliers by
+default, never one of the OOD test sets); ties go to the earlier candidate in grid order.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+import oodlab
+from oodlab.errors import ConfigError, DataError
+from oodlab.eval import metrics
+from oodlab.eval.extract import ExtractConfig, extract, model_fingerprint, resolve_device
+from oodlab.scores import SCORES, InputGradientScore, Score
+from oodlab.types import Outputs
+
+ScoreSpec = str | Score | tuple[str, Mapping[str, Any]]
+
+CONVENTIONS = {
+    "ood_positive": "OOD is the positive class; every score is higher = more OOD",
+    "auroc": "area under the ROC curve (OOD positive)",
+    "aupr_in": "average precision with ID positive (score negated); *_trapz = trapezoid rule",
+    "aupr_out": "average precision with OOD positive; *_trapz = trapezoid rule (OpenOOD)",
+    "fpr95": "fraction of ID flagged as OOD when 95% of OOD is flagged "
+    "(PASCL / ImOOD / PATT / OpenOOD convention; first ROC point with TPR >= 0.95)",
+    "fpr95_closest": "as fpr95, at the threshold whose OOD recall is closest to 95% "
+    "(the PASCL / ImOOD / PATT code, for exact paper parity)",
+    "fpr95_id": "fraction of OOD accepted when 95% of ID is accepted "
+    "(ODIN / Energy / MOS / KNN convention)",
+    "near / far / all": "unweighted means of the per-set metrics",
+}
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """Tuning of score hyper-parameters on a validation split, from cached outputs.
+
+    Attributes:
+        val_fraction: fraction of the ID test set held out as ID validation (seeded).
+        seed: seed of that split.
+        ood_val: the OOD validation set; ``None`` uses the auxiliary outliers.
+    """
+
+    val_fraction: float = 0.1
+    seed: int = 0
+    ood_val: Dataset[Any] | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 < self.val_fraction < 1:
+            raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+
+
+@dataclass
+class ScoreResult:
+    """Metrics of one score: per OOD set and the near / far / all means."""
+
+    name: str
+    params: dict[str, Any]
+    per_set: dict[str, dict[str, float]]
+    means: dict[str, dict[str, float]]
+    needs_network: bool
+    tuning: dict[str, Any] | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class EvalResult:
+    """Everything ``evaluate`` computed; ``raw`` holds the per-sample scores for plots."""
+
+    scores: dict[str, ScoreResult]
+    id_accuracy: float
+    shot_accuracy: dict[str, float] | None
+    near: tuple[str, ...]
+    far: tuple[str, ...]
+    meta: dict[str, Any]
+    skipped: dict[str, str] = field(default_factory=dict)
+    raw: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
+    per_class_flagged: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "meta": self.meta,
+            "conventions": CONVENTIONS,
+            "id_accuracy": self.id_accuracy,
+            "shot_accuracy": self.shot_accuracy,
+            "near": list(self.near),
+            "far": list(self.far),
+            "scores": {
+                name: {
+                    "params": _jsonable(r.params),
+                    "needs_network": r.needs_network,
+                    "tuning": _jsonable(r.tuning),
+                    "seconds": r.seconds,
+                    "per_set": r.per_set,
+                    "means": r.means,
+                }
+                for name, r in self.scores.items()
+            },
+            "skipped": self.skipped,
+        }
+
+
+def build_score(spec: ScoreSpec, class_counts: Sequence[int] | None = None) -> tuple[str, Score]:
+    """A score object from a name, ``(name, kwargs)`` or an instance; the prior comes from counts."""
+    if isinstance(spec, Score):
+        return _registered_name(spec), spec
+    name, kwargs = (spec, {}) if isinstance(spec, str) else (spec[0], dict(spec[1]))
+    factory = SCORES.get(name).factory
+    if class_counts is not None and "prior" not in kwargs and "prior" in _params(factory):
+        total = float(sum(class_counts))
+        kwargs["prior"] = [c / total for c in class_counts]
+    return name, factory(**kwargs)
+
+
+def _params(factory: Any) -> list[str]:
+    return factory.param_names() if isinstance(factory, type) and issubclass(factory, Score) else []
+
+
+def _registered_name(score: Score) -> str:
+    for entry in SCORES:
+        if entry.factory is type(score):
+            return entry.name
+    return type(score).__name__.lower()
+
+
+def evaluate(
+    model: nn.Module,
+    id_test: Dataset[Any],
+    ood: Mapping[str, Dataset[Any]],
+    scores: Sequence[ScoreSpec] = ("msp", "energy"),
+    *,
+    train: Dataset[Any] | None = None,
+    aux: Dataset[Any] | None = None,
+    near: Sequence[str] = (),
+    far: Sequence[str] = (),
+    class_counts: Sequence[int] | None = None,
+    extract_config: ExtractConfig | None = None,
+    tune: TuneConfig | None = None,
+    skip_unavailable: bool = False,
+    out_dir: str | Path | None = None,
+    plots: bool = True,
+) -> EvalResult:
+    """Evaluate ``model`` with several scores on several OOD sets.
+
+    Args:
+        model: a classifier following :class:`oodlab.types.FeatureClassifier`, or any module
+            whose last ``nn.Linear`` is the classifier.
+        id_test: ID test set yielding ``(image, label)``.
+        ood: OOD test sets by name.
+        scores: score names, ``(name, kwargs)`` pairs, or :class:`~oodlab.scores.Score` objects.
+        train: ID training set (needed by scores that are fitted, e.g. Mahalanobis, KNN).
+        aux: auxiliary outliers (PATT calibration; the default OOD validation set for tuning).
+        near, far: names of the near- and far-OOD sets, for the group means.
+        class_counts: training images per class, for shot-group accuracy and the ImOOD prior.
+        extract_config: batch size, device, cache folder, progress bars.
+        tune: tune every score that has a search space, on a validation split (see module doc).
+        skip_unavailable: skip (and record why) scores whose needs these outputs cannot meet,
+            instead of raising; used for the "whole zoo" evaluation.
+        out_dir: if given, write results.json / .csv / .md and figures there.
+        plots: draw the score histograms and ROC curves when ``out_dir`` is given.
+    """
+    config = extract_config or ExtractConfig()
+    unknown = sorted((set(near) | set(far)) - set(ood))
+    if unknown:
+        raise ConfigError(f"near/far name OOD sets that were not given: {unknown}; have {sorted(ood)}")
+    if not ood:
+        raise ConfigError("no OOD test set given; pass ood={'name': dataset, ...}")
+    model_key = model_fingerprint(model)
+    forwards: list[str] = []
+
+    def outputs_of(dataset: Dataset[Any], name: str) -> Outputs:
+        return extract(model, dataset, config, name=name, model_key=model_key, on_forward=forwards.append)
+
+    built = [build_score(spec, class_counts) for spec in scores]
+    id_out = outputs_of(id_test, "id_test")
+    ood_out = {name: outputs_of(ds, name) for name, ds in ood.items()}
+    needs_train = any(SCORES.get(n).requires_fit for n, _ in built if n in SCORES)
+    train_out = outputs_of(train, "train") if train is not None and needs_train else None
+    uses_aux = tune is not None or any("aux" in SCORES.get(n).needs for n, _ in built if n in SCORES)
+    aux_out = outputs_of(aux, "aux") if aux is not None and uses_aux else None
+
+    id_index = torch.arange(len(id_out))
+    val_out: tuple[Outputs, Outputs] | None = None
+    if tune is not None:
+        id_index, val_index = _split(len(id_out), tune.val_fraction, tune.seed)
+        ood_val = outputs_of(tune.ood_val, "ood_val") if tune.ood_val is not None else aux_out
+        if ood_val is None:
+            raise ConfigError("tuning needs an OOD validation set: pass tune.ood_val or aux")
+        val_out = (id_out.subset(val_index), ood_val)
+        id_out = id_out.subset(id_index)
+
+    results: dict[str, ScoreResult] = {}
+    skipped: dict[str, str] = {}
+    raw: dict[str, dict[str, np.ndarray]] = {}
+    for name, score in built:
+        start = time.perf_counter()
+        try:
+            tuning = None
+            if val_out is not None and score.search_space and not isinstance(score, InputGradientScore):
+                score, tuning = _tune(score, train_out, aux_out, *val_out)
+            score = _fit(score, name, train_out, aux_out)
+            if isinstance(score, InputGradientScore):
+                device = resolve_device(config.device)
+                id_scores = _score_inputs(score, model, id_test, config, device, name)[id_index]
+                set_scores = {k: _score_inputs(score, model, ds, config, device, name) for k, ds in ood.items()}
+            else:
+                id_scores = score.score(id_out)
+                set_scores = {k: score.score(v) for k, v in ood_out.items()}
+        except DataError as exc:
+            if not skip_unavailable:
+                raise
+            skipped[name] = str(exc)
+            continue
+        per_set = {k: metrics.ood_metrics(id_scores, v) for k, v in set_scores.items()}
+        results[name] = ScoreResult(
+            name=name,
+            params=score.get_params(),
+            per_set=per_set,
+            means=group_means(per_set, near, far),
+            needs_network=isinstance(score, InputGradientScore),
+            tuning=tuning,
+            seconds=time.perf_counter() - start,
+        )
+        raw[name] = {"id": id_scores.numpy(), **{k: v.numpy() for k, v in set_scores.items()}}
+
+    predictions = id_out.logits.argmax(1)
+    labels = id_out.labels
+    shot = None
+    if class_counts is not None:
+        shot = metrics.shot_accuracy(predictions.numpy(), labels.numpy(), np.asarray(class_counts))
+    result = EvalResult(
+        scores=results,
+        id_accuracy=metrics.accuracy(predictions.numpy(), labels.numpy()),
+        shot_accuracy=shot,
+        near=tuple(near),
+        far=tuple(far),
+        meta={
+            "oodlab_version": oodlab.__version__,
+            "model": model_key,
+            "sizes": {"id_test": len(id_out), **{k: len(v) for k, v in ood_out.items()}},
+            "network_passes": forwards,
+            "tuning_rule": None if tune is None else _TUNING_RULE.format(tune.val_fraction),
+        },
+        skipped=skipped,
+        raw=raw,
+        per_class_flagged=_flagged_per_class(raw, labels.numpy(), id_out.num_classes),
+    )
+    if out_dir is not None:
+        from oodlab.eval.report import write_report
+
+        write_report(result, out_dir, plots=plots)
+    return result
+
+
+_TUNING_RULE = (
+    "highest AUROC on (ID validation = {:.0%} of the ID test set, seeded and removed from the "
+    "test set) vs the OOD validation set; ties go to the earlier candidate in grid order"
+)
+
+
+def group_means(
+    per_set: Mapping[str, Mapping[str, float]], near: Sequence[str], far: Sequence[str]
+) -> dict[str, dict[str, float]]:
+    """Unweighted means of every metric over the near sets, the far sets and all sets."""
+    groups = {"near": list(near), "far": list(far), "all": list(per_set)}
+    means = {}
+    for group, names in groups.items():
+        if names:
+            keys = per_set[names[0]].keys()
+            means[group] = {k: float(np.mean([per_set[n][k] for n in names])) for k in keys}
+    return means
+
+
+def _split(n: int, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_val = max(1, math.floor(n * fraction))
+    if n_val >= n:
+        raise DataError(f"the ID test set ({n} samples) is too small to hold out a validation split")
+    return order[n_val:].sort().values, order[:n_val].sort().values
+
+
+def _fit(score: Score, name: str, train: Outputs | None, aux: Outputs | None) -> Score:
+    if name in SCORES and SCORES.get(name).requires_fit and train is None:
+        raise DataError(f"score {name!r} must be fitted on the ID training set; pass train=...")
+    return score.fit(train, aux=aux) if train is not None else score
+
+
+def _tune(
+    score: Score, train: Outputs | None, aux: Outputs | None, id_val: Outputs, ood_val: Outputs
+) -> tuple[Score, dict[str, Any]]:
+    name = _registered_name(score)
+    keys = list(score.search_space)
+    candidates = [dict(zip(keys, values)) for values in itertools.product(*score.search_space.values())]
+    trials = []
+    for params in candidates:
+        candidate = _fit(score.with_params(**params), name, train, aux)
+        auroc = metrics.auroc(candidate.score(id_val), candidate.score(ood_val))
+        trials.append({"params": params, "val_auroc": auroc})
+    best = max(range(len(trials)), key=lambda i: (trials[i]["val_auroc"], -i))
+    return score.with_params(**candidates[best]), {"selected": candidates[best], "trials": trials}
+
+
+def _score_inputs(
+    score: InputGradientScore,
+    model: nn.Module,
+    dataset: Dataset[Any],
+    config: ExtractConfig,
+    device: torch.device,
+    name: str,
+) -> Tensor:
+    loader = DataLoader(dataset, batch_size=config.batch_size, num_workers=config.num_workers)
+    model.to(device).eval()
+    out = [
+        score.score_inputs(model, batch[0].to(device)).detach().float().cpu()
+        for batch in tqdm(loader, desc=f"{name} (input gradients)", disable=config.quiet, leave=False)
+    ]
+    return torch.cat(out)
+
+
+def _flagged_per_class(
+    raw: Mapping[str, Mapping[str, np.ndarray]], labels: np.ndarray, num_classes: int
+) -> dict[str, np.ndarray]:
+    """Per score, the fraction of each ID class flagged as OOD at the fpr95 threshold.
+
+    The threshold is the one flagging 95% of the pooled OOD samples (the ``fpr95``
+    convention), so the per-class fractions average to that score's pooled FPR.
+    """
+    flagged = {}
+    for name, sets in raw.items():
+        pooled = np.concatenate([v for k, v in sets.items() if k != "id"])
+        threshold = np.quantile(pooled, 0.05, method="lower")
+        is_flagged = sets["id"] >= threshold
+        flagged[name] = np.array(
+            [is_flagged[labels == c].mean() if np.any(labels == c) else np.nan for c in range(num_classes)]
+        )
+    return flagged
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Tensor):
+        return value.tolist() if value.numel() <= 64 else f"tensor{tuple(value.shape)}"
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float | int | str | bool) or value is None:
+        return value
+    return repr(value)
