@@ -102,7 +102,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
 
 
 def from_dict(cls: type[C], data: Mapping[str, Any], where: str = "config") -> C:
-    """Build dataclass ``cls`` from ``data``; unknown keys and wrong types raise :class:`ConfigError`."""
+    """Build dataclass ``cls`` from ``data``; unknown keys or wrong types raise ``ConfigError``."""
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls!r} is not a dataclass")
     if not isinstance(data, Mapping):
@@ -117,9 +117,7 @@ def from_dict(cls: type[C], data: Mapping[str, Any], where: str = "config") -> C
         raise ConfigError(
             f"{where}: unknown key {key!r}.{hint} Valid keys: {', '.join(sorted(fields))}."
         )
-    kwargs = {
-        name: _coerce(value, hints[name], f"{where}.{name}") for name, value in data.items()
-    }
+    kwargs = {name: _coerce(value, hints[name], f"{where}.{name}") for name, value in data.items()}
     try:
         return cls(**kwargs)
     except TypeError as exc:  # a required field is missing
@@ -176,15 +174,17 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        raise ConfigError(
+            f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}"
+        ) from None
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of keys, got {type(data).__name__}")
+        raise ConfigError(
+            f"config file {path} must hold a mapping of keys, got {type(data).__name__}"
+        )
     return data
 
 
-def load_config(
-    cls: type[C], path: str | Path | None = None, overrides: Sequence[str] = ()
-) -> C:
+def load_config(cls: type[C], path: str | Path | None = None, overrides: Sequence[str] = ()) -> C:
     """YAML file (optional) → dotted overrides → validated dataclass ``cls``."""
     data = load_yaml(path) if path is not None else {}
     return from_dict(cls, apply_overrides(data, overrides))
@@ -200,7 +200,7 @@ def save_resolved(config: Any, path: str | Path) -> Path:
 
 
 def check(condition: bool, message: str) -> None:
-    """Raise :class:`ConfigError` with ``message`` unless ``condition`` holds (for ``__post_init__``)."""
+    """Raise ``ConfigError(message)`` unless ``condition`` holds (for ``__post_init__``)."""
     if not condition:
         raise ConfigError(message)
 

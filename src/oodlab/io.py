@@ -48,7 +48,9 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=True) + "\n")
+    return atomic_write_text(
+        path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=True) + "\n"
+    )
 
 
 def atomic_torch_save(path: str | Path, obj: Any) -> Path:

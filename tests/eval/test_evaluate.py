@@ -21,7 +21,9 @@ def _datasets(toy):
         "far_a": TensorDataset(toy.x_ood[:n], torch.full((n,), -1)),
         "far_b": TensorDataset(toy.x_ood[n : 2 * n], torch.full((n,), -1)),
         # A near set: ID-like points shifted half-way towards the OOD region.
-        "near": TensorDataset(0.5 * toy.x_id + 0.5 * toy.x_ood[: len(toy.x_id)], torch.full((len(toy.x_id),), -1)),
+        "near": TensorDataset(
+            0.5 * toy.x_id[: len(toy.x_ood)] + 0.5 * toy.x_ood, torch.full((len(toy.x_ood),), -1)
+        ),
     }
     return TensorDataset(toy.x_id, toy.y_id), ood, TensorDataset(toy.x_train, toy.y_train)
 
@@ -33,8 +35,14 @@ def _config(tmp_path):
 def test_one_forward_pass_per_dataset_and_metrics_match_sklearn(toy, tmp_path):
     id_test, ood, train = _datasets(toy)
     result = evaluate(
-        toy.model, id_test, ood, ["msp", "energy", "max_logit"], train=train,
-        near=["near"], far=["far_a", "far_b"], extract_config=_config(tmp_path),
+        toy.model,
+        id_test,
+        ood,
+        ["msp", "energy", "max_logit"],
+        train=train,
+        near=["near"],
+        far=["far_a", "far_b"],
+        extract_config=_config(tmp_path),
     )
     # The ID test set is extracted once, not once per OOD set; train is not needed here.
     assert sorted(result.meta["network_passes"]) == sorted(["id_test", "far_a", "far_b", "near"])
@@ -47,7 +55,9 @@ def test_one_forward_pass_per_dataset_and_metrics_match_sklearn(toy, tmp_path):
             assert result.scores["energy"].per_set[name]["auroc"] == pytest.approx(expected)
     means = result.scores["msp"].means
     per_set = result.scores["msp"].per_set
-    assert means["far"]["auroc"] == pytest.approx((per_set["far_a"]["auroc"] + per_set["far_b"]["auroc"]) / 2)
+    assert means["far"]["auroc"] == pytest.approx(
+        (per_set["far_a"]["auroc"] + per_set["far_b"]["auroc"]) / 2
+    )
     assert means["near"]["fpr95"] == pytest.approx(per_set["near"]["fpr95"])
     assert means["all"]["auroc"] == pytest.approx(np.mean([v["auroc"] for v in per_set.values()]))
     expected_acc = (toy.model(toy.x_id).argmax(1) == toy.y_id).float().mean().item()
@@ -58,22 +68,41 @@ def test_one_forward_pass_per_dataset_and_metrics_match_sklearn(toy, tmp_path):
 
 
 def test_reports_are_written_and_agree(toy, tmp_path):
-    id_test, ood, train = _datasets(toy)
+    id_test, ood, _ = _datasets(toy)
     out = tmp_path / "eval"
     result = evaluate(
-        toy.model, id_test, ood, ["msp", "energy"], near=["near"], far=["far_a", "far_b"],
-        class_counts=[50, 30, 20, 10], extract_config=_config(tmp_path), out_dir=out,
+        toy.model,
+        id_test,
+        ood,
+        ["msp", "energy"],
+        near=["near"],
+        far=["far_a", "far_b"],
+        class_counts=[50, 30, 20, 10],
+        extract_config=_config(tmp_path),
+        out_dir=out,
     )
-    for name in ["results.json", "results.csv", "results.md", "figures/hist_msp.png",
-                 "figures/roc_energy.png", "figures/flagged_per_class.png"]:
+    for name in [
+        "results.json",
+        "results.csv",
+        "results.md",
+        "figures/hist_msp.png",
+        "figures/roc_energy.png",
+        "figures/flagged_per_class.png",
+    ]:
         assert (out / name).is_file(), name
     data = json.loads((out / "results.json").read_text())
-    assert data["scores"]["msp"]["per_set"]["near"]["auroc"] == result.scores["msp"].per_set["near"]["auroc"]
+    assert (
+        data["scores"]["msp"]["per_set"]["near"]["auroc"]
+        == result.scores["msp"].per_set["near"]["auroc"]
+    )
     md = (out / "results.md").read_text()
-    assert "FPR95 (ID flagged @95% OOD)" in md and "FPR95 (OOD kept @95% ID)" in md
+    assert "FPR95 (ID flagged @95% OOD)" in md
+    assert "FPR95 (OOD kept @95% ID)" in md
     row = next(line for line in md.splitlines() if line.startswith("| energy | near |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert float(cells[2]) == pytest.approx(100 * data["scores"]["energy"]["per_set"]["near"]["auroc"], abs=0.006)
+    assert float(cells[2]) == pytest.approx(
+        100 * data["scores"]["energy"]["per_set"]["near"]["auroc"], abs=0.006
+    )
     csv_lines = (out / "results.csv").read_text().splitlines()
     assert csv_lines[0].startswith("score,set,auroc")
     assert sum(1 for line in csv_lines if line.startswith("msp,")) == 3 + 3  # sets + group means
@@ -85,7 +114,9 @@ def test_tuning_picks_the_best_validation_auroc(toy, tmp_path):
     id_test, ood, _ = _datasets(toy)
     ood_val = TensorDataset(toy.x_ood.flip(0)[:20], torch.full((20,), -1))
     tune = TuneConfig(val_fraction=0.25, seed=3, ood_val=ood_val)
-    result = evaluate(toy.model, id_test, ood, ["energy"], tune=tune, extract_config=_config(tmp_path))
+    result = evaluate(
+        toy.model, id_test, ood, ["energy"], tune=tune, extract_config=_config(tmp_path)
+    )
     tuning = result.scores["energy"].tuning
     # Recompute every candidate's validation AUROC independently.
     order = torch.randperm(len(toy.x_id), generator=torch.Generator().manual_seed(3))
@@ -110,7 +141,7 @@ def test_tuning_picks_the_best_validation_auroc(toy, tmp_path):
 
 
 def test_unavailable_scores_are_skipped_or_raise(toy, tmp_path):
-    id_test, ood, train = _datasets(toy)
+    id_test, ood, _ = _datasets(toy)
     with pytest.raises(DataError, match="train"):
         evaluate(toy.model, id_test, ood, ["knn"], extract_config=_config(tmp_path))
     with pytest.raises(ConfigError, match="near/far"):
@@ -118,7 +149,11 @@ def test_unavailable_scores_are_skipped_or_raise(toy, tmp_path):
 
 
 def test_group_means_by_hand():
-    per_set = {"a": {"auroc": 0.9, "fpr95": 0.2}, "b": {"auroc": 0.7, "fpr95": 0.4}, "c": {"auroc": 0.5, "fpr95": 1.0}}
+    per_set = {
+        "a": {"auroc": 0.9, "fpr95": 0.2},
+        "b": {"auroc": 0.7, "fpr95": 0.4},
+        "c": {"auroc": 0.5, "fpr95": 1.0},
+    }
     means = group_means(per_set, near=["a"], far=["b", "c"])
     assert means["near"] == {"auroc": 0.9, "fpr95": 0.2}
     assert means["far"]["auroc"] == pytest.approx(0.6)

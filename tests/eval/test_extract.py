@@ -9,7 +9,13 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from oodlab.errors import DataError
-from oodlab.eval.extract import ExtractConfig, cache_path, dataset_fingerprint, extract, model_fingerprint
+from oodlab.eval.extract import (
+    ExtractConfig,
+    cache_path,
+    dataset_fingerprint,
+    extract,
+    model_fingerprint,
+)
 
 
 class CountingModel(nn.Module):
@@ -32,7 +38,12 @@ class CountingModel(nn.Module):
 
 
 def _config(tmp_path: Path, **kw: object) -> ExtractConfig:
-    options: dict = {"batch_size": 16, "device": "cpu", "cache_dir": tmp_path / "cache", "quiet": True}
+    options: dict = {
+        "batch_size": 16,
+        "device": "cpu",
+        "cache_dir": tmp_path / "cache",
+        "quiet": True,
+    }
     return ExtractConfig(**{**options, **kw})
 
 

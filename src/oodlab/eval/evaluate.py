@@ -124,7 +124,7 @@ class EvalResult:
 
 
 def build_score(spec: ScoreSpec, class_counts: Sequence[int] | None = None) -> tuple[str, Score]:
-    """A score object from a name, ``(name, kwargs)`` or an instance; the prior comes from counts."""
+    """A score from a name, ``(name, kwargs)`` or an instance; the prior comes from counts."""
     if isinstance(spec, Score):
         return _registered_name(spec), spec
     name, kwargs = (spec, {}) if isinstance(spec, str) else (spec[0], dict(spec[1]))
@@ -185,21 +185,27 @@ def evaluate(
     config = extract_config or ExtractConfig()
     unknown = sorted((set(near) | set(far)) - set(ood))
     if unknown:
-        raise ConfigError(f"near/far name OOD sets that were not given: {unknown}; have {sorted(ood)}")
+        raise ConfigError(
+            f"near/far name OOD sets that were not given: {unknown}; have {sorted(ood)}"
+        )
     if not ood:
         raise ConfigError("no OOD test set given; pass ood={'name': dataset, ...}")
     model_key = model_fingerprint(model)
     forwards: list[str] = []
 
     def outputs_of(dataset: Dataset[Any], name: str) -> Outputs:
-        return extract(model, dataset, config, name=name, model_key=model_key, on_forward=forwards.append)
+        return extract(
+            model, dataset, config, name=name, model_key=model_key, on_forward=forwards.append
+        )
 
     built = [build_score(spec, class_counts) for spec in scores]
     id_out = outputs_of(id_test, "id_test")
     ood_out = {name: outputs_of(ds, name) for name, ds in ood.items()}
     needs_train = any(SCORES.get(n).requires_fit for n, _ in built if n in SCORES)
     train_out = outputs_of(train, "train") if train is not None and needs_train else None
-    uses_aux = tune is not None or any("aux" in SCORES.get(n).needs for n, _ in built if n in SCORES)
+    uses_aux = tune is not None or any(
+        "aux" in SCORES.get(n).needs for n, _ in built if n in SCORES
+    )
     aux_out = outputs_of(aux, "aux") if aux is not None and uses_aux else None
 
     id_index = torch.arange(len(id_out))
@@ -219,13 +225,20 @@ def evaluate(
         start = time.perf_counter()
         try:
             tuning = None
-            if val_out is not None and score.search_space and not isinstance(score, InputGradientScore):
+            if (
+                val_out is not None
+                and score.search_space
+                and not isinstance(score, InputGradientScore)
+            ):
                 score, tuning = _tune(score, train_out, aux_out, *val_out)
             score = _fit(score, name, train_out, aux_out)
             if isinstance(score, InputGradientScore):
                 device = resolve_device(config.device)
                 id_scores = _score_inputs(score, model, id_test, config, device, name)[id_index]
-                set_scores = {k: _score_inputs(score, model, ds, config, device, name) for k, ds in ood.items()}
+                set_scores = {
+                    k: _score_inputs(score, model, ds, config, device, name)
+                    for k, ds in ood.items()
+                }
             else:
                 id_scores = score.score(id_out)
                 set_scores = {k: score.score(v) for k, v in ood_out.items()}
@@ -298,7 +311,9 @@ def _split(n: int, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     n_val = max(1, math.floor(n * fraction))
     if n_val >= n:
-        raise DataError(f"the ID test set ({n} samples) is too small to hold out a validation split")
+        raise DataError(
+            f"the ID test set ({n} samples) is too small to hold out a validation split"
+        )
     return order[n_val:].sort().values, order[:n_val].sort().values
 
 
@@ -313,7 +328,9 @@ def _tune(
 ) -> tuple[Score, dict[str, Any]]:
     name = _registered_name(score)
     keys = list(score.search_space)
-    candidates = [dict(zip(keys, values)) for values in itertools.product(*score.search_space.values())]
+    candidates = [
+        dict(zip(keys, values)) for values in itertools.product(*score.search_space.values())
+    ]
     trials = []
     for params in candidates:
         candidate = _fit(score.with_params(**params), name, train, aux)
@@ -335,7 +352,9 @@ def _score_inputs(
     model.to(device).eval()
     out = [
         score.score_inputs(model, batch[0].to(device)).detach().float().cpu()
-        for batch in tqdm(loader, desc=f"{name} (input gradients)", disable=config.quiet, leave=False)
+        for batch in tqdm(
+            loader, desc=f"{name} (input gradients)", disable=config.quiet, leave=False
+        )
     ]
     return torch.cat(out)
 
@@ -354,7 +373,10 @@ def _flagged_per_class(
         threshold = np.quantile(pooled, 0.05, method="lower")
         is_flagged = sets["id"] >= threshold
         flagged[name] = np.array(
-            [is_flagged[labels == c].mean() if np.any(labels == c) else np.nan for c in range(num_classes)]
+            [
+                is_flagged[labels == c].mean() if np.any(labels == c) else np.nan
+                for c in range(num_classes)
+            ]
         )
     return flagged
 

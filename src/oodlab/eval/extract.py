@@ -73,7 +73,9 @@ def dataset_fingerprint(dataset: Dataset[Any]) -> str:
     if callable(own):
         return str(own())
     n = len(dataset)  # type: ignore[arg-type]
-    digest = hashlib.sha256(f"{type(dataset).__name__}|{n}|{getattr(dataset, 'transform', None)!r}".encode())
+    digest = hashlib.sha256(
+        f"{type(dataset).__name__}|{n}|{getattr(dataset, 'transform', None)!r}".encode()
+    )
     for index in sorted({round(i * (n - 1) / 7) for i in range(8)} if n else set()):
         x, y = dataset[index][:2]
         digest.update(torch.as_tensor(x).detach().cpu().contiguous().numpy().tobytes())
@@ -220,7 +222,9 @@ def extract(
     model.to(resolve_device(config.device))
     model_key = model_key or model_fingerprint(model)
     dataset_key = dataset_fingerprint(dataset)
-    path = None if config.cache_dir is None else cache_path(config.cache_dir, model_key, dataset_key)
+    path = (
+        None if config.cache_dir is None else cache_path(config.cache_dir, model_key, dataset_key)
+    )
     if path is not None and path.is_file():
         try:
             payload = safe_torch_load(path)

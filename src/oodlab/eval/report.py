@@ -70,7 +70,9 @@ def results_markdown(result: EvalResult) -> str:
     if result.shot_accuracy:
         parts.append(
             "Shot-group accuracy: "
-            + ", ".join(f"{k.replace('_acc', '')} {percent(v)}%" for k, v in result.shot_accuracy.items())
+            + ", ".join(
+                f"{k.replace('_acc', '')} {percent(v)}%" for k, v in result.shot_accuracy.items()
+            )
         )
     parts += [
         "",
@@ -135,7 +137,9 @@ def _pyplot() -> Any:
 
 
 def _save(fig: Any, path: Path) -> None:
-    atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=110, bbox_inches="tight"))
+    atomic_write(
+        path, lambda handle: fig.savefig(handle, format="png", dpi=110, bbox_inches="tight")
+    )
     _pyplot().close(fig)
 
 

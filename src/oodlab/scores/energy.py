@@ -20,9 +20,7 @@ def energy(logits: Tensor, temperature: float = 1.0) -> Tensor:
     return -temperature * torch.logsumexp(logits.float() / temperature, dim=1)
 
 
-@register_score(
-    "energy", needs=("logits",), paper="Liu et al., NeurIPS 2020, arXiv:2010.03496"
-)
+@register_score("energy", needs=("logits",), paper="Liu et al., NeurIPS 2020, arXiv:2010.03496")
 class Energy(Score):
     """Free energy with temperature ``T`` (paper default 1): :func:`energy`."""
 

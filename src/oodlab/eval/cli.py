@@ -1,0 +1,166 @@
+"""``oodlab eval``: evaluate a run folder or a checkpoint on a benchmark with a list of scores."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from oodlab.errors import CheckpointError, ConfigError, UnknownNameError
+
+ZOO = "zoo"
+
+
+def add_eval_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a trained run (or a checkpoint) with OOD scores",
+        description="Evaluate a run folder written by `oodlab train`, or a weights file with "
+        "--model and --benchmark. Results go to OUT/results.{json,csv,md} and OUT/figures/.",
+    )
+    p.add_argument("run_dir", nargs="?", type=Path, help="run folder written by `oodlab train`")
+    p.add_argument("--checkpoint", type=Path, help="weights file (state dict) instead of a run")
+    p.add_argument("--model", help="registered model name for --checkpoint (oodlab list models)")
+    p.add_argument(
+        "--model-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="model option for --checkpoint, e.g. width=0.5 (repeatable)",
+    )
+    p.add_argument("--benchmark", help="benchmark preset (oodlab list benchmarks)")
+    p.add_argument("--data-root", type=Path, help="folder holding the datasets")
+    p.add_argument(
+        "--scores",
+        default="default",
+        help="comma-separated score names, 'default' (the method's own score plus msp and "
+        f"energy), or '{ZOO}' (every score the model supports)",
+    )
+    p.add_argument("--out", type=Path, help="output folder (default: RUN_DIR/eval)")
+    p.add_argument(
+        "--tune", action="store_true", help="tune score hyper-parameters on a validation split"
+    )
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--cache-dir", type=Path, default=Path(".oodlab_cache"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_eval)
+
+
+def parse_score_list(text: str) -> list[str]:
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    if not names:
+        raise ConfigError("--scores is empty; give e.g. --scores msp,energy or --scores zoo")
+    return names
+
+
+def zoo_scores(*, gradients: bool = False) -> list[str]:
+    """Every registered score, optionally without those that re-run the network."""
+    from oodlab.scores import SCORES
+
+    return [e.name for e in SCORES if gradients or "input_grad" not in e.needs]
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from oodlab.eval.evaluate import TuneConfig, evaluate
+    from oodlab.eval.extract import ExtractConfig
+
+    model, benchmark, default_scores, out = _load(args)
+    if args.scores == ZOO:
+        scores: list[Any] = zoo_scores()
+    elif args.scores == "default":
+        scores = default_scores
+    else:
+        scores = parse_score_list(args.scores)
+    scores = [_with_model_options(s, model) for s in scores]
+    result = evaluate(
+        model,
+        benchmark.test,
+        benchmark.ood,
+        scores,
+        train=benchmark.train,
+        aux=benchmark.aux,
+        near=benchmark.near,
+        far=benchmark.far,
+        class_counts=benchmark.class_counts or None,
+        extract_config=ExtractConfig(
+            batch_size=args.batch_size,
+            num_workers=args.workers,
+            device=args.device,
+            cache_dir=args.cache_dir,
+            quiet=args.quiet,
+        ),
+        tune=TuneConfig(seed=args.seed) if args.tune else None,
+        skip_unavailable=args.scores == ZOO,
+        out_dir=out,
+    )
+    from oodlab.eval.report import results_markdown
+
+    print(results_markdown(result).split("## Per OOD set")[0].rstrip())
+    print(f"\nresults: {out}/results.md (json, csv, figures/ beside it)")
+    return 0
+
+
+def _with_model_options(name: str, model: Any) -> Any:
+    """Scores whose hyper-parameters come from the model (MOS groups) get them from it."""
+    group_sizes = getattr(model, "group_sizes", None)
+    if name == "mos" and group_sizes is not None:
+        return (name, {"group_sizes": list(group_sizes)})
+    return name
+
+
+def _load(args: argparse.Namespace) -> tuple[Any, Any, list[str], Path]:
+    from oodlab.data import build_benchmark
+
+    if args.run_dir is not None:
+        if args.checkpoint is not None:
+            raise ConfigError("give either a run folder or --checkpoint, not both")
+        from oodlab.train.run import default_scores_of_run, load_model_from_run, load_run_config
+
+        if not args.run_dir.is_dir():
+            raise CheckpointError(
+                f"run folder {args.run_dir} does not exist; pass a folder written by `oodlab train`"
+            )
+        config = load_run_config(args.run_dir)
+        model = load_model_from_run(args.run_dir)
+        data = config.data
+        benchmark = build_benchmark(
+            data.benchmark, args.data_root or data.data_root, seed=data.seed, **data.options
+        )
+        return model, benchmark, default_scores_of_run(config), args.out or args.run_dir / "eval"
+    if args.checkpoint is None:
+        raise ConfigError("give a run folder, or --checkpoint FILE with --model and --benchmark")
+    if not args.model or not args.benchmark:
+        raise ConfigError("--checkpoint needs --model NAME and --benchmark NAME")
+    from oodlab.config import apply_overrides
+    from oodlab.io import safe_torch_load
+    from oodlab.models import MODELS
+
+    benchmark = build_benchmark(args.benchmark, args.data_root, seed=args.seed)
+    options = apply_overrides({}, args.model_set)
+    try:
+        model = MODELS.create(
+            args.model,
+            num_classes=benchmark.num_classes,
+            in_channels=benchmark.image_shape[0],
+            **options,
+        )
+    except UnknownNameError:
+        raise
+    except TypeError as exc:
+        raise ConfigError(f"model {args.model!r}: {exc}") from None
+    state = safe_torch_load(args.checkpoint)
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(
+            f"{args.checkpoint} does not fit model {args.model!r} (wrong architecture or "
+            f"options): {first}"
+        ) from None
+    out = args.out or Path("eval") / args.checkpoint.stem
+    return model, benchmark, ["msp", "energy"], out
