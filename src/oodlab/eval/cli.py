@@ -117,12 +117,12 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, list[str], Path]:
     if args.run_dir is not None:
         if args.checkpoint is not None:
             raise ConfigError("give either a run folder or --checkpoint, not both")
-        from oodlab.train.run import default_scores_of_run, load_model_from_run, load_run_config
-
         if not args.run_dir.is_dir():
             raise CheckpointError(
                 f"run folder {args.run_dir} does not exist; pass a folder written by `oodlab train`"
             )
+        from oodlab.train.run import default_scores_of_run, load_model_from_run, load_run_config
+
         config = load_run_config(args.run_dir)
         model = load_model_from_run(args.run_dir)
         data = config.data

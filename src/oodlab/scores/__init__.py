@@ -3,9 +3,45 @@
 Importing this package registers every score in :data:`SCORES`.
 """
 
-from oodlab.scores import energy, max_logit, msp
+from oodlab.scores import (
+    ash,
+    bin_disc,
+    energy,
+    gradnorm,
+    imood_prior,
+    iodin,
+    kl_matching,
+    knn,
+    mahalanobis,
+    max_logit,
+    mcm,
+    mos,
+    msp,
+    odin,
+    patt_calibration,
+    react,
+    vim,
+)
 from oodlab.scores.base import SCORES, InputGradientScore, Score, register_score
 
 __all__ = ["SCORES", "InputGradientScore", "Score", "register_score"]
 
-_modules = [energy, max_logit, msp]
+_modules = [
+    ash,
+    bin_disc,
+    energy,
+    gradnorm,
+    imood_prior,
+    iodin,
+    kl_matching,
+    knn,
+    mahalanobis,
+    max_logit,
+    mcm,
+    mos,
+    msp,
+    odin,
+    patt_calibration,
+    react,
+    vim,
+]
