@@ -82,7 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_list.set_defaults(func=cmd_list)
 
     from oodlab.eval.cli import add_eval_parser
+    from oodlab.train.cli import add_train_parser
 
+    add_train_parser(sub)
     add_eval_parser(sub)
     return parser
 

@@ -18,6 +18,7 @@ import dataclasses
 import difflib
 import types
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
@@ -216,3 +217,113 @@ __all__ = [
     "save_resolved",
     "to_dict",
 ]
+
+
+# ---------------------------------------------------------------------------------------
+# The run configuration: what `oodlab train CONFIG` reads, validates and saves.
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which benchmark to train on and how batches are drawn.
+
+    Attributes:
+        benchmark: a preset of ``oodlab list benchmarks`` (e.g. ``fmnist_lt``, ``cifar10_lt``).
+        data_root: folder holding the datasets (``None``: the preset's default places).
+        seed: seed of the benchmark construction (long-tail draw, crops).
+        options: the preset's own options (e.g. ``n_max``, ``imbalance_ratio``).
+        batch_size: ID images per step (global, over all processes).
+        aux_batch_size: auxiliary outliers per step; ``None`` = ``batch_size`` (PASCL, ImOOD).
+        crop_padding: padding of the random crop augmentation (0 disables the crop).
+        flip: random horizontal flips.
+    """
+
+    benchmark: str = "synthetic"
+    data_root: str | None = None
+    seed: int = 0
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    batch_size: int = 128
+    aux_batch_size: int | None = None
+    crop_padding: int = 4
+    flip: bool = True
+
+    def __post_init__(self) -> None:
+        check(self.batch_size >= 1, f"data.batch_size must be >= 1, got {self.batch_size}")
+        check(
+            self.aux_batch_size is None or self.aux_batch_size >= 1,
+            f"data.aux_batch_size must be >= 1 or null, got {self.aux_batch_size}",
+        )
+        check(self.crop_padding >= 0, f"data.crop_padding must be >= 0, got {self.crop_padding}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A registered model (``oodlab list models``) and its options (e.g. ``width``)."""
+
+    name: str = "small_cnn"
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation.
+
+    Attributes:
+        epochs: passes over the ID training set.
+        optimizer: ``adam`` (PASCL/ImOOD/PATT CIFAR: lr 1e-3, wd 5e-4, L2 not AdamW) or
+            ``sgd`` (momentum, Nesterov: ImageNet, ASCOOD).
+        schedule: ``cosine`` (per epoch), ``cosine_iter`` (per step), ``multistep``, ``constant``.
+        milestones, gamma: epochs and factor of ``multistep``.
+        warmup_epochs: linear warm-up epochs before the schedule.
+        head_lr_factor: learning-rate factor of the final linear layer (ASCOOD's fc_lr_factor).
+        device: ``auto`` (CUDA if available), ``cpu``, ``cuda``, ``cuda:N``.
+        amp: bfloat16 autocast on CUDA (ignored on the CPU).
+        channels_last, compile: speed options.
+        eval_every: ID test accuracy every this many epochs (0 = only at the end).
+        seed: seed of initialisation, batch order and augmentation.
+    """
+
+    epochs: int = 10
+    optimizer: Literal["adam", "sgd"] = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    nesterov: bool = True
+    schedule: Literal["cosine", "cosine_iter", "multistep", "constant"] = "cosine"
+    milestones: list[int] = dataclasses.field(default_factory=list)
+    gamma: float = 0.1
+    warmup_epochs: int = 0
+    head_lr_factor: float = 1.0
+    device: str = "auto"
+    amp: bool = False
+    channels_last: bool = False
+    compile: bool = False
+    eval_every: int = 1
+    seed: int = 0
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        check(self.epochs >= 1, f"train.epochs must be >= 1, got {self.epochs}")
+        check(self.lr > 0, f"train.lr must be > 0, got {self.lr}")
+        check(self.weight_decay >= 0, f"train.weight_decay must be >= 0, got {self.weight_decay}")
+        check(self.warmup_epochs >= 0, "train.warmup_epochs must be >= 0")
+        check(self.head_lr_factor > 0, "train.head_lr_factor must be > 0")
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """A training method (``oodlab list methods``) and its hyper-parameters."""
+
+    name: str = "ce"
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one training run needs; saved resolved as ``config.yaml`` in the run folder."""
+
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    method: MethodConfig = dataclasses.field(default_factory=MethodConfig)

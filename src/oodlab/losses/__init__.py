@@ -8,4 +8,8 @@ from oodlab.registry import Registry
 LOSSES: Registry = Registry("loss")
 register_loss = LOSSES.register
 
+from oodlab.losses import ce, oe  # noqa: E402  (the registry must exist first)
+
 __all__ = ["LOSSES", "register_loss"]
+
+_modules = [ce, oe]

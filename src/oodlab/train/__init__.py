@@ -1,0 +1,1 @@
+"""Training: the one loop, method recipes, checkpoints and run folders."""
