@@ -81,11 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_list.add_argument("family", choices=sorted(_families()))
     p_list.set_defaults(func=cmd_list)
 
+    from oodlab.bench_cli import add_bench_parsers
     from oodlab.eval.cli import add_eval_parser
     from oodlab.train.cli import add_train_parser
 
     add_train_parser(sub)
     add_eval_parser(sub)
+    add_bench_parsers(sub)
     return parser
 
 

@@ -120,6 +120,7 @@ class EvalResult:
                 for name, r in self.scores.items()
             },
             "skipped": self.skipped,
+            "per_class_flagged": {k: v.tolist() for k, v in self.per_class_flagged.items()},
         }
 
 

@@ -1,0 +1,105 @@
+"""``oodlab bench PRESET`` and ``oodlab demo`` (the reduced offline bench behind ``make demo``)."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from oodlab.errors import DatasetNotFoundError
+
+
+def add_bench_parsers(sub: Any) -> None:
+    from oodlab.bench import PRESETS
+
+    p = sub.add_parser("bench", help="train and evaluate every method of a preset; one table")
+    p.add_argument("preset", choices=PRESETS.names())
+    p.add_argument("--out", type=Path, help="output folder (default: runs/bench-<preset>)")
+    p.add_argument("--seeds", help="comma-separated seeds (default: the preset's)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_bench)
+
+    d = sub.add_parser("demo", help="the offline demo: a reduced fmnist_lt bench on the CPU")
+    d.add_argument("--out", type=Path, default=Path("runs/demo"))
+    d.add_argument("--data-root", type=Path, help="where to look for (or put) Fashion-MNIST")
+    d.set_defaults(func=cmd_demo)
+
+
+def _report(summary: dict[str, Any], out: Path) -> None:
+    from oodlab.bench import HEADER, table_rows
+    from oodlab.eval.report import markdown_table
+
+    print(markdown_table(HEADER, table_rows(summary, only_highlight=True)))
+    print(f"\nfull table: {out / 'summary.md'} (csv, json beside it)")
+    print(f"figures: {out / 'figures'} and {out / 'runs'}/<method>-s<seed>/eval/figures/")
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from oodlab.bench import run_bench
+
+    out = args.out or Path("runs") / f"bench-{args.preset}"
+    seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None
+    summary = run_bench(args.preset, out, seeds=seeds, quiet=args.quiet)
+    _report(summary, out)
+    return 0
+
+
+def ensure_fashion_mnist(data_root: Path | None) -> Path | None:
+    """Find Fashion-MNIST; if absent, install Debian's package (as root) or download it with
+    torchvision, saying which; with neither possible, raise one line naming both ways."""
+    from oodlab.data.datasets.idx import DEBIAN_DIR, find_fashion_mnist
+
+    try:
+        find_fashion_mnist(data_root)
+        return data_root
+    except DatasetNotFoundError:
+        pass
+    apt = shutil.which("apt-get")
+    if apt is not None and _is_root():
+        print("Fashion-MNIST not found: installing the Debian package dataset-fashion-mnist ...")
+        ok = (
+            subprocess.run(
+                [apt, "install", "-y", "-q", "dataset-fashion-mnist"], check=False
+            ).returncode
+            == 0
+        )
+        if ok and (DEBIAN_DIR / "train-images-idx3-ubyte.gz").is_file():
+            print(f"installed into {DEBIAN_DIR}")
+            return data_root
+    target = data_root or Path("data")
+    print(f"Fashion-MNIST not found: downloading it with torchvision into {target} ...")
+    try:
+        from torchvision.datasets import FashionMNIST
+
+        for train in (True, False):
+            FashionMNIST(str(target), train=train, download=True)
+        find_fashion_mnist(target)
+        print(f"downloaded into {target / 'FashionMNIST' / 'raw'}")
+        return target
+    except Exception as exc:
+        raise DatasetNotFoundError(
+            "Fashion-MNIST is missing and could not be obtained: install it with "
+            "`apt-get install dataset-fashion-mnist` (as root) or download it with "
+            f"torchvision.datasets.FashionMNIST(root, download=True) ({type(exc).__name__})"
+        ) from None
+
+
+def _is_root() -> bool:
+    import os
+
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from oodlab.bench import PRESETS, run_bench
+
+    data_root = ensure_fashion_mnist(args.data_root)
+    preset = PRESETS.get("demo").factory()
+    print(f"oodlab demo: {preset.description}")
+    print("methods: " + ", ".join(m.label for m in preset.methods) + f"; results in {args.out}\n")
+    summary = run_bench("demo", args.out, quiet=True, data_root=data_root)
+    print()
+    _report(summary, args.out)
+    return 0
