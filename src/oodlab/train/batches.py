@@ -98,9 +98,9 @@ class DeviceBatches:
             start = (step * self.batch_size) % (len(self) * self.batch_size)
             if start == 0:
                 order = torch.randperm(len(self.images), generator=generator)
-            rows = order[start : start + self.batch_size][
-                self.rank * per_rank : (self.rank + 1) * per_rank
-            ]
-            rows = rows.to(self.images.device)
+            rows = order[start : start + self.batch_size].to(self.images.device)
+            # Augment the global batch, then keep this process's share: every process draws
+            # the same random numbers, so N processes see exactly the single-process batch.
             x = crop_flip(self.images[rows], self.padding, self.flip, generator)
-            yield x.float().div_(255), self.labels[rows]
+            share = slice(self.rank * per_rank, (self.rank + 1) * per_rank)
+            yield x[share].float().div_(255), self.labels[rows[share]]

@@ -1,0 +1,63 @@
+"""Two processes under torchrun (gloo, CPU) end with the weights of one process on the same
+global batch: DDP averages the per-process gradients, each process trains on its share of
+every (identically augmented) global batch, and only rank 0 writes the run folder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from oodlab.io import safe_torch_load
+
+CONFIG = """
+data: {benchmark: synthetic, batch_size: 32, crop_padding: 2, flip: true}
+model: {name: small_cnn, options: {width: 0.5, norm: none}}
+train: {epochs: 2, lr: 0.05, optimizer: sgd, quiet: true, device: cpu}
+method: {name: oe}
+"""
+
+
+@pytest.mark.slow
+def test_two_process_ddp_equals_single_process(tmp_path):
+    config = tmp_path / "ddp.yaml"
+    config.write_text(CONFIG)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone"]
+    ddp = subprocess.run(
+        [*torchrun, "-m", "oodlab.cli", "train", str(config), "--run-dir", str(tmp_path / "ddp")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert ddp.returncode == 0, ddp.stderr[-2000:]
+    single = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "oodlab.cli",
+            "train",
+            str(config),
+            "--run-dir",
+            str(tmp_path / "one"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert single.returncode == 0, single.stderr[-2000:]
+    a = safe_torch_load(tmp_path / "ddp" / "model.pt")
+    b = safe_torch_load(tmp_path / "one" / "model.pt")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+    # The last epoch moved the weights, so the equality is not between two idle models.
+    after_first_epoch = safe_torch_load(tmp_path / "one" / "checkpoint.prev.pt")["model"]
+    assert any(not torch.allclose(after_first_epoch[k], b[k]) for k in b)
