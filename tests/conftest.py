@@ -43,6 +43,9 @@ class ToyModel(nn.Module):
     def linear_head(self) -> nn.Linear:
         return self.classifier
 
+    def intermediate_features(self, x: Tensor) -> list[Tensor]:
+        return [x.flatten(1), self.features(x)]
+
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(x))
 

@@ -39,6 +39,7 @@ INVALID: dict[str, dict[str, Any]] = {
     "mcm": {"temperature": 0.0, "class_embeddings": torch.ones(3)},
     "mos": {"group_sizes": [1, 3]},
     "vim": {"dim": 0},
+    "mahalanobis_ensemble": {"epsilon": -0.1, "layer_weights": []},
     "patt_energy": {"prior": [1.0, 0.0, 1.0, 1.0]},
     **{
         name: _ADA for name in ("ada_msp", "ada_energy", "ada_bin_disc", "ada_maha", "ada_gradnorm")
@@ -71,7 +72,7 @@ def fitted(name: str, toy, **overrides: Any) -> Score:
     score = build(name, **overrides)
     fit_inputs = getattr(score, "fit_inputs", None)
     if callable(fit_inputs):
-        fit_inputs(toy.model, toy.x_train, toy.y_train)
+        fit_inputs(toy.model, [(toy.x_train, toy.y_train)])
     return score.fit(toy.train, aux=toy.aux)
 
 

@@ -113,3 +113,25 @@ def test_ash_against_numpy():
     logits = np.array([4.0, 0.0, 3.0])
     expected = -np.log(np.exp(logits).sum())
     assert ASH(60, "p").score(out).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_mahalanobis_ensemble_without_noise_is_the_standardised_single_layer_score(toy):
+    from oodlab.scores.mahalanobis_ensemble import MahalanobisEnsemble
+
+    ensemble = MahalanobisEnsemble(epsilon=0.0, layer_weights=[0.0, 1.0])
+    ensemble.fit_inputs(toy.model, [(toy.x_train, toy.y_train)])
+    single = Mahalanobis().fit(toy.train)
+    train_scores = single.score(toy.train).double()
+    expected = (single.score(toy.ood).double() - train_scores.mean()) / train_scores.std()
+    torch.testing.assert_close(
+        ensemble.score_inputs(toy.model, toy.x_ood).double(), expected, rtol=1e-4, atol=1e-4
+    )
+
+
+def test_mahalanobis_ensemble_noise_moves_inputs_towards_their_class(toy):
+    from oodlab.scores.mahalanobis_ensemble import MahalanobisEnsemble
+
+    plain = MahalanobisEnsemble(epsilon=0.0).fit_inputs(toy.model, [(toy.x_train, toy.y_train)])
+    noisy = MahalanobisEnsemble(epsilon=0.05).fit_inputs(toy.model, [(toy.x_train, toy.y_train)])
+    # Pre-processing lowers the distance to the closest class, hence the combined score.
+    assert (noisy.score_inputs(toy.model, toy.x_id) < plain.score_inputs(toy.model, toy.x_id)).all()

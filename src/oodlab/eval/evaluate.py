@@ -19,7 +19,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -202,7 +202,11 @@ def evaluate(
     built = [build_score(spec, class_counts) for spec in scores]
     id_out = outputs_of(id_test, "id_test")
     ood_out = {name: outputs_of(ds, name) for name, ds in ood.items()}
-    needs_train = any(SCORES.get(n).requires_fit for n, _ in built if n in SCORES)
+    needs_train = any(
+        SCORES.get(n).requires_fit and "input_grad" not in SCORES.get(n).needs
+        for n, _ in built
+        if n in SCORES
+    )
     train_out = outputs_of(train, "train") if train is not None and needs_train else None
     uses_aux = tune is not None or any(
         "aux" in SCORES.get(n).needs for n, _ in built if n in SCORES
@@ -232,9 +236,17 @@ def evaluate(
                 and not isinstance(score, InputGradientScore)
             ):
                 score, tuning = _tune(score, train_out, aux_out, *val_out)
-            score = _fit(score, name, train_out, aux_out)
+            device = resolve_device(config.device)
+            fit_inputs = getattr(score, "fit_inputs", None)
+            if callable(fit_inputs):
+                if train is None:
+                    raise DataError(
+                        f"score {name!r} is fitted on the training inputs; pass train=..."
+                    )
+                fit_inputs(model.to(device), _input_batches(train, config, device))
+            else:
+                score = _fit(score, name, train_out, aux_out)
             if isinstance(score, InputGradientScore):
-                device = resolve_device(config.device)
                 id_scores = _score_inputs(score, model, id_test, config, device, name)[id_index]
                 set_scores = {
                     k: _score_inputs(score, model, ds, config, device, name)
@@ -339,6 +351,14 @@ def _tune(
         trials.append({"params": params, "val_auroc": auroc})
     best = max(range(len(trials)), key=lambda i: (trials[i]["val_auroc"], -i))
     return score.with_params(**candidates[best]), {"selected": candidates[best], "trials": trials}
+
+
+def _input_batches(
+    dataset: Dataset[Any], config: ExtractConfig, device: torch.device
+) -> Iterator[tuple[Tensor, Tensor]]:
+    loader = DataLoader(dataset, batch_size=config.batch_size, num_workers=config.num_workers)
+    for batch in tqdm(loader, desc="fit (inputs)", disable=config.quiet, leave=False):
+        yield batch[0].to(device), torch.as_tensor(batch[1])
 
 
 def _score_inputs(
