@@ -51,3 +51,36 @@ def test_console_script_help_runs():
     )
     assert result.returncode == 0
     assert "higher = more OOD" in result.stdout
+
+
+def test_unknown_score_and_missing_dataset_through_the_cli(tmp_path, capsys, monkeypatch):
+    import torch
+
+    from oodlab.models import MODELS
+
+    weights = tmp_path / "w.pt"
+    torch.save(
+        MODELS.create("small_cnn", num_classes=4, in_channels=1, width=0.25).state_dict(), weights
+    )
+    base = [
+        "eval",
+        "--checkpoint",
+        str(weights),
+        "--model",
+        "small_cnn",
+        "--model-set",
+        "width=0.25",
+    ]
+    code = main(
+        [*base, "--benchmark", "synthetic", "--scores", "msp,enrgy", "--cache-dir", str(tmp_path)]
+    )
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert "unknown score 'enrgy'" in err
+    assert "\n" not in err
+    monkeypatch.setattr("oodlab.data.datasets.idx.DEBIAN_DIR", tmp_path / "nowhere")
+    code = main([*base, "--benchmark", "fmnist_lt", "--data-root", str(tmp_path / "missing")])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert "Fashion-MNIST not found" in err
+    assert "\n" not in err

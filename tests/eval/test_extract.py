@@ -125,3 +125,19 @@ def test_model_without_classifier_and_empty_data_fail_clearly(tmp_path):
     empty = TensorDataset(torch.empty(0, 6), torch.empty(0, dtype=torch.long))
     with pytest.raises(DataError, match="empty"):
         extract(PlainNet(), empty, _config(tmp_path, cache_dir=None))
+
+
+def test_extra_head_outputs_are_cached(tmp_path):
+    from oodlab.models import MODELS
+    from oodlab.models.heads import BinaryDiscriminator, WithHeads
+    from oodlab.scores.bin_disc import bin_disc
+
+    torch.manual_seed(0)
+    backbone = MODELS.create("small_cnn", num_classes=3, in_channels=1, width=0.25)
+    model = WithHeads(backbone, {"bin_logit": BinaryDiscriminator(backbone.feature_dim)}).eval()
+    x = torch.rand(6, 1, 28, 28)
+    out = extract(model, TensorDataset(x, torch.zeros(6, dtype=torch.long)), _config(tmp_path))
+    with torch.no_grad():
+        expected = model.extra_heads["bin_logit"](backbone.features(x))
+    torch.testing.assert_close(out.extras["bin_logit"], expected)
+    torch.testing.assert_close(bin_disc(out.extras["bin_logit"]), 1 - torch.sigmoid(expected))

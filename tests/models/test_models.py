@@ -44,3 +44,34 @@ def test_released_checkpoint_layout_loads():
     partial = {k: v for k, v in released.items() if "linear" not in k}
     with pytest.raises(CheckpointError, match="lacks"):
         load_released_state_dict(target, partial)
+
+
+def test_heads():
+    from oodlab.models.heads import GroupSoftmaxHead, ProjectionHead, WithHeads, ZScoreClassifier
+
+    torch.manual_seed(0)
+    z = torch.randn(5, 12) * 3 + 1
+    assert torch.allclose(ProjectionHead(12, 4)(z).norm(dim=1), torch.ones(5))
+    zscore = ZScoreClassifier(torch.nn.Linear(12, 3), sigma=0.5)
+    standard = zscore.standardise(z)
+    torch.testing.assert_close(standard.mean(1), torch.zeros(5), atol=1e-6, rtol=0)
+    torch.testing.assert_close(standard.std(1), torch.full((5,), 0.5), atol=1e-5, rtol=0)
+    assert "sigma" in zscore.state_dict()  # a buffer: saved and restored with the weights
+    group = GroupSoftmaxHead(12, [3, 2])
+    assert torch.equal(group(z), torch.zeros(5, 5))  # zero-initialised, as MOS
+    backbone = MODELS.create("small_cnn", num_classes=3, in_channels=1, width=0.25)
+    model = WithHeads(backbone, {"projection": ProjectionHead(backbone.feature_dim, 8)})
+    x = torch.randn(2, 1, 28, 28)
+    feats = model.features(x)
+    assert set(model.extra_outputs(feats)) == {"projection"}
+    assert model.linear_head() is backbone.linear
+
+
+def test_torchvision_resnet50_adapter():
+    torch.manual_seed(0)
+    model = MODELS.create("resnet50", num_classes=5, in_channels=3).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        z = model.features(x)
+        assert z.shape == (1, 2048)
+        torch.testing.assert_close(model(x), model.net(x))  # same as torchvision's own forward

@@ -8,8 +8,8 @@ from oodlab.registry import Registry
 MODELS: Registry = Registry("model")
 register_model = MODELS.register
 
-from oodlab.models import resnet_cifar, small_cnn  # noqa: E402  (registry first)
+from oodlab.models import heads, resnet_cifar, small_cnn, torchvision_resnet  # noqa: E402
 
 __all__ = ["MODELS", "register_model"]
 
-_modules = [resnet_cifar, small_cnn]
+_modules = [heads, resnet_cifar, small_cnn, torchvision_resnet]

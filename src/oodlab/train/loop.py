@@ -205,6 +205,8 @@ def _train(
         atomic_write_text(run_dir / "train_log.jsonl", "".join(_json_line(row) for row in log))
     barrier(info)
     net: nn.Module = TrainView(model)
+    if cfg.compile:
+        net = torch.compile(net)  # type: ignore[assignment]
     if info.enabled:
         device_ids = [device.index] if device.type == "cuda" else None
         net = nn.parallel.DistributedDataParallel(net, device_ids=device_ids)
