@@ -16,9 +16,9 @@ from oodlab.data.benchmarks import (  # noqa: E402  (the registries above must e
     build_benchmark,
     register_benchmark,
 )
-from oodlab.data.datasets import bundled, idx  # noqa: E402
+from oodlab.data.datasets import bundled, cifar, idx, image_lists, tinyimages  # noqa: E402
 
-_modules = [bundled, idx]
+_modules = [bundled, cifar, idx, image_lists, tinyimages]
 
 __all__ = [
     "BENCHMARKS",
