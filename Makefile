@@ -19,8 +19,8 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 lint: setup
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check --no-cache src tests benchmarks
+	$(VENV)/bin/ruff format --no-cache --check src tests benchmarks
 	$(VENV)/bin/mypy
 
 test: lint

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from oodlab.scores.knn import knn_distances
 from torch.utils.data import TensorDataset
 
 import oodlab
@@ -30,6 +29,7 @@ from oodlab.eval.evaluate import evaluate
 from oodlab.eval.extract import ExtractConfig, extract, resolve_device
 from oodlab.io import atomic_write_json
 from oodlab.models import MODELS
+from oodlab.scores.knn import knn_distances
 
 RESULTS = Path(__file__).resolve().parent / "results" / "eval_speed.json"
 
