@@ -47,7 +47,7 @@ INVALID: dict[str, dict[str, Any]] = {
 }
 
 # Grids scaled to the toy problem (ViM's 256 / 1000 exceed its 12 feature dimensions).
-TOY_GRIDS: dict[str, dict[str, tuple[Any, ...]]] = {"vim": {"dim": (2, 8)}}
+TOY_GRIDS: dict[str, dict[str, tuple[Any, ...]]] = {"vim": {"dim": (2, 8)}, "knn": {"k": (5, 50)}}
 
 # Scores whose sign cannot be pinned on the generic toy problem, and why.
 NO_SIGN_PIN = {

@@ -15,24 +15,47 @@ from oodlab.types import Outputs
 Variant = Literal["p", "b", "s"]
 
 
-def shape_activations(features: Tensor, percentile: float, variant: Variant) -> Tensor:
-    """Keep each sample's top ``(100 − percentile)%`` activations and reshape them.
+def num_kept(num_features: int, percentile: float) -> int:
+    """How many activations ASH keeps: ``n − round(n·p/100)`` (the official rule), at least 1."""
+    return max(1, num_features - round(num_features * percentile / 100))
 
-    ``p``: prune the rest to zero; ``b``: set every kept entry to ``s1 / k`` (the sample's
-    total activation spread evenly over the ``k`` kept entries); ``s``: scale the kept entries
-    by ``exp(s1 / s2)``, where ``s1`` is the total before and ``s2`` after pruning.
+
+def shape_activations(features: Tensor, percentile: float, variant: Variant) -> Tensor:
+    """Keep each sample's top ``(100 − p)%`` activations and reshape them (float64 ``(N, D)``).
+
+    With ``s1`` the sum of a sample's activations before pruning, ``s2`` after, and ``k`` the
+    number kept (:func:`num_kept`): ``p`` prunes the rest to zero; ``b`` sets every kept entry
+    to ``s1 / k`` (binarise, keeping the total); ``s`` scales the kept entries by
+    ``exp(s1 / s2)``. Ties at the cut are broken by ``topk``.
     """
+    if variant not in ("p", "b", "s"):
+        raise ConfigError(f"variant must be 'p', 'b' or 's', got {variant!r}")
     features = features.double()
-    num_keep = max(1, round(features.shape[1] * (1 - percentile / 100)))
-    values, index = features.topk(num_keep, dim=1)
+    k = num_kept(features.shape[1], percentile)
+    values, index = features.topk(k, dim=1)
     total = features.sum(1, keepdim=True)
     if variant == "p":
         kept = values
     elif variant == "b":
-        kept = (total / num_keep).expand_as(values)
+        kept = (total / k).expand_as(values)
     else:
         kept = values * torch.exp(total / values.sum(1, keepdim=True).clamp_min(1e-12))
     return torch.zeros_like(features).scatter(1, index, kept)
+
+
+def ash(
+    features: Tensor, weight: Tensor, bias: Tensor, percentile: float, variant: Variant
+) -> Tensor:
+    """Energy ``−LSE(W·ASH(h) + b)`` of the shaped features; higher = more OOD.
+
+    Reference:
+        Djurisic, Bozanic, Ashok & Liu, "Extremely Simple Activation Shaping for
+        Out-of-Distribution Detection", ICLR 2023, arXiv:2209.09858, Sec. 3 (ASH-P, ASH-B,
+        ASH-S) followed by the energy score (Liu et al. 2020, Eq. 1). The paper thresholds the
+        negative energy (higher = more ID); the energy is already oriented as oodlab needs.
+    """
+    shaped = shape_activations(features, percentile, variant)
+    return energy(shaped @ weight.double().T + bias.double())
 
 
 @register_score(
@@ -41,21 +64,22 @@ def shape_activations(features: Tensor, percentile: float, variant: Variant) -> 
     paper="Djurisic, Bozanic, Ashok & Liu, ICLR 2023, arXiv:2209.09858",
 )
 class ASH(Score):
-    """Energy of the logits recomputed from shaped activations; higher = more OOD.
-
-    Reference:
-        Djurisic, Bozanic, Ashok & Liu, "Extremely Simple Activation Shaping for
-        Out-of-Distribution Detection", ICLR 2023, arXiv:2209.09858, Alg. 1 (ASH-P, -B, -S)
-        followed by the energy score (Eq. 1 of Liu et al. 2020).
+    """Energy of the logits recomputed from shaped activations: :func:`ash`; higher = more OOD.
 
     Args:
-        percentile: pruning percentile ``p`` (paper: 90 on CIFAR ResNet; OpenOOD grid below).
-        variant: ``"p"``, ``"b"`` or ``"s"``.
+        percentile: pruning percentile ``p`` in [0, 99.9] (paper: 65 for ASH-B, 90 for ASH-S
+            on ImageNet ResNet-50; OpenOOD default 90, grid below).
+        variant: ``"p"`` (prune), ``"b"`` (binarise) or ``"s"`` (scale, the default).
 
     Notes:
-        The paper shapes the last convolutional feature map before global pooling. On cached
-        outputs oodlab shapes the pooled penultimate features instead (what OpenOOD's ASH
-        amounts to for its pooled-feature wrappers); values differ from the map variant.
+        The paper shapes the last convolutional feature map before global average pooling
+        (``C·H·W`` entries per sample). Cached outputs hold only the pooled features, so
+        oodlab shapes those ``D`` entries: this is exactly what OpenOOD v1.5 does (its
+        ``ASHNet.forward_threshold`` views the pooled feature as ``(N, D, 1, 1)`` and applies
+        ``ash_b``), not the paper's map variant, and the values differ from the latter.
+        OpenOOD's default variant is ASH-B; oodlab defaults to ASH-S, the paper's best.
+        ASH assumes non-negative (post-ReLU) activations, as every ResNet's pooled features
+        are; ``s2`` is clamped at 1e-12 so all-zero samples give finite scores.
     """
 
     search_space = {"percentile": (65, 70, 75, 80, 85, 90, 95)}
@@ -69,5 +93,4 @@ class ASH(Score):
 
     def score(self, outputs: Outputs) -> Tensor:
         weight, bias = require_head(outputs, "ash")
-        shaped = shape_activations(outputs.features, self.percentile, self.variant)
-        return energy(shaped @ weight.double().T + bias.double())
+        return ash(outputs.features, weight, bias, self.percentile, self.variant)

@@ -101,8 +101,11 @@ class InputGradientScore(Score):
 
 def require_positive(name: str, value: float, *, allow_zero: bool = False) -> None:
     """Raise :class:`ConfigError` unless ``value`` is > 0 (or >= 0 with ``allow_zero``)."""
-    ok = value >= 0 if allow_zero else value > 0
-    if isinstance(value, bool) or not isinstance(value, int | float) or not ok:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not (value >= 0 if allow_zero else value > 0)
+    ):
         bound = ">= 0" if allow_zero else "> 0"
         raise ConfigError(f"{name} must be a number {bound}, got {value!r}")
 
@@ -132,7 +135,8 @@ def require_head(outputs: Outputs, score_name: str) -> tuple[Tensor, Tensor]:
         )
     bias = outputs.head_bias
     if bias is None:
-        bias = torch.zeros(outputs.head_weight.shape[0], dtype=outputs.head_weight.dtype)
+        weight = outputs.head_weight
+        bias = torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device)
     return outputs.head_weight, bias
 
 

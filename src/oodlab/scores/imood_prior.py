@@ -4,25 +4,31 @@ For a baseline ID-ness score ``s(x)`` (higher = more ID), the normalised score i
 
     s_ada(x) = s(x) + κ · log( (1/C) Σ_c p_c(x) / π̃_c ),    π̃ = softmax(τ_LA · log π)
 
-and oodlab returns ``S(x) = −s_ada(x)`` (higher = more OOD). The correction is the log of the
-posterior-weighted prior ratio ``β(x)`` with ``γ ≡ 1`` (long_tailed.md §2.2, §2.6 (b)).
+with ``p = softmax(f(x))``, and oodlab returns ``S(x) = −s_ada(x)`` (higher = more OOD). The
+correction is ``log β(x)``, the log of the posterior-weighted prior ratio with ``γ ≡ 1``
+(long_tailed.md §2.2, §2.6 (b)).
 
 Reference:
-    Liu, Zhang, Li, Han, Wang, Shang, Li & Wang (ImOOD), "Rethinking Out-of-Distribution
-    Detection on Imbalanced Data Distribution", NeurIPS 2024, arXiv:2407.16430, Eq. 6–8
-    (the balanced detector as the imbalanced one times β(x)); official code alibaba/imood
-    @ 1390244, ``ada_*`` test metrics.
+    Liu, Fu, Jin, Chen, Chen, Jiang, Zhou, Chen & Ye (ImOOD), "Rethinking Out-of-Distribution
+    Detection on Imbalanced Data Distribution", NeurIPS 2024, arXiv:2407.16430, Sec. 3
+    (the balanced detector as the imbalanced one times the class-aware bias β(x)); official
+    code alibaba/imood @ 1390244, ``get_ood_scores`` in ``models/base.py`` (``ada_*`` metrics).
 
 Notes:
-    The κ defaults are the official code's hand-set values. The prior π defaults to the class
-    frequencies of the labels passed to ``fit`` (the long-tailed training counts); ``evaluate``
-    passes the run's saved counts. With a uniform prior the correction is ``log Σ p_c = 0`` and
-    every ``ada_*`` score equals its baseline (§4.10 #3).
+    The κ defaults are the official code's hand-set values (msp 0.1, energy 1, bin_disc 1,
+    maha 0.01, gradnorm 10). The prior π defaults to the class frequencies of the labels
+    passed to ``fit``; for a long-tailed training set these are the long-tail counts, which
+    is what the official code uses (``evaluate`` passes the run's saved counts as ``prior``).
+    The official code needs ``--logit_adjust 1.0`` for the correction to do anything; here
+    ``tau_la`` defaults to 1. With a uniform prior (or ``tau_la = 0``) the correction is
+    ``log Σ_c p_c = 0`` and every ``ada_*`` score equals its baseline (§4.10 #3).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import TypeVar
 
 import torch
 from torch import Tensor
@@ -30,32 +36,62 @@ from torch import Tensor
 from oodlab.errors import ConfigError, DataError
 from oodlab.scores._features import class_prior
 from oodlab.scores.base import Score, register_score, require_extra, require_head, require_positive
-from oodlab.scores.gradnorm import gradnorm
+from oodlab.scores.energy import energy
+from oodlab.scores.gradnorm import gradnorm_norm
 from oodlab.scores.mahalanobis import Mahalanobis
+from oodlab.scores.msp import msp
 from oodlab.types import Outputs
 
 PAPER = "Liu et al. (ImOOD), NeurIPS 2024, arXiv:2407.16430"
+A = TypeVar("A", bound="_AdaScore")
 
 
 def prior_correction(logits: Tensor, prior: Tensor, tau_la: float = 1.0) -> Tensor:
-    """``log((1/C) Σ_c p_c / π̃_c)`` with ``π̃ = softmax(τ_LA log π)``, per sample ``(N,)``."""
-    log_adjusted_prior = torch.log_softmax(tau_la * torch.log(prior.double() + 1e-12), dim=0)
+    """``log((1/C) Σ_c p_c / π̃_c)`` with ``π̃ = softmax(τ_LA log π)``, per sample ``(N,)``.
+
+    Computed in float64 in log space: ``LSE_c(log p_c − log π̃_c) − log C``. ``1e-12`` is
+    added inside ``log π`` as in the official code.
+    """
+    prior = prior.to(device=logits.device, dtype=torch.float64)
+    log_adjusted_prior = torch.log_softmax(tau_la * torch.log(prior + 1e-12), dim=0)
     log_p = torch.log_softmax(logits.double(), dim=1)
-    num_classes = logits.shape[1]
-    return torch.logsumexp(log_p - log_adjusted_prior, dim=1) - torch.log(
-        torch.tensor(float(num_classes), dtype=torch.float64)
-    )
+    return torch.logsumexp(log_p - log_adjusted_prior, dim=1) - math.log(logits.shape[1])
 
 
 def ada_score(
-    id_ness: Tensor, logits: Tensor, prior: Tensor, kappa: float, tau_la: float
+    id_ness: Tensor, logits: Tensor, prior: Tensor, kappa: float, tau_la: float = 1.0
 ) -> Tensor:
-    """``−(s(x) + κ · log β(x))`` for a baseline ID-ness ``s`` ``(N,)``; higher = more OOD."""
-    return -(id_ness.double() + kappa * prior_correction(logits, prior, tau_la)).float()
+    """``−(s(x) + κ · log β(x))`` for a baseline ID-ness ``s`` ``(N,)``; higher = more OOD.
+
+    The paper's normalised score ``s_ada`` is higher for ID; it is negated here, once.
+    """
+    correction = prior_correction(logits, prior, tau_la)
+    return -(id_ness.to(correction.device).double() + kappa * correction).float()
+
+
+def _as_prior(prior: Sequence[float]) -> Tensor:
+    try:
+        values = torch.as_tensor([float(p) for p in prior], dtype=torch.float64)
+    except (TypeError, ValueError):
+        raise ConfigError(f"prior must be a sequence of class frequencies, got {prior!r}") from None
+    if values.numel() < 2 or not torch.isfinite(values).all() or (values <= 0).any():
+        raise ConfigError(
+            f"prior must hold at least 2 positive, finite class frequencies, got {list(prior)}"
+        )
+    return values / values.sum()
 
 
 class _AdaScore(Score):
-    """Shared constructor, prior fitting and scoring of the ``ada_*`` scores."""
+    """ImOOD prior-normalised score ``−(s(x) + κ log β(x))`` of a baseline; higher = OOD.
+
+    Shared constructor, prior fitting and scoring of the ``ada_*`` scores.
+
+    Args:
+        kappa: weight ``κ`` of the correction; ``None`` uses the official per-score value.
+        tau_la: logit-adjustment strength ``τ_LA`` of the prior, ``π̃ ∝ π^τ`` (default 1).
+        prior: class frequencies ``π`` (normalised to sum 1); ``None``: those of the labels
+            given to ``fit``.
+    """
 
     default_kappa = 1.0
 
@@ -66,29 +102,28 @@ class _AdaScore(Score):
         require_positive("kappa", kappa, allow_zero=True)
         require_positive("tau_la", tau_la, allow_zero=True)
         if prior is not None:
-            values = torch.as_tensor(list(prior), dtype=torch.float64)
-            if values.ndim != 1 or (values <= 0).any():
-                raise ConfigError(f"prior must be positive class frequencies, got {list(prior)}")
+            _as_prior(prior)
         self.kappa = kappa
         self.tau_la = tau_la
         self.prior = prior
 
-    def fit(self, train: Outputs, *, aux: Outputs | None = None) -> _AdaScore:
+    def fit(self: A, train: Outputs, *, aux: Outputs | None = None) -> A:
         if self.prior is not None:
-            prior = torch.as_tensor(list(self.prior), dtype=torch.float64)
-            self.prior_ = prior / prior.sum()
+            self.prior_ = _as_prior(self.prior)
         else:
             self.prior_ = class_prior(train.labels, train.num_classes)
         return self
 
     def id_ness(self, outputs: Outputs) -> Tensor:
+        """The baseline score ``s(x)`` ``(N,)``, higher = more ID."""
         raise NotImplementedError
 
     def score(self, outputs: Outputs) -> Tensor:
         self._check_fitted("prior_")
         if len(self.prior_) != outputs.num_classes:
             raise DataError(
-                f"the prior has {len(self.prior_)} classes but the logits {outputs.num_classes}"
+                f"the prior has {len(self.prior_)} classes but the logits {outputs.num_classes}; "
+                "pass the prior of the model's training set"
             )
         return ada_score(
             self.id_ness(outputs), outputs.logits, self.prior_, self.kappa, self.tau_la
@@ -97,34 +132,33 @@ class _AdaScore(Score):
 
 @register_score("ada_msp", needs=("logits",), requires_fit=True, paper=PAPER)
 class AdaMSP(_AdaScore):
-    """ImOOD-normalised MSP; baseline ``s = max softmax − 1/C``, κ = 0.1."""
+    """``−(s + κ log β)`` with ``s = max_c p_c − 1/C`` (official), κ = 0.1; higher = OOD."""
 
     default_kappa = 0.1
 
     def id_ness(self, outputs: Outputs) -> Tensor:
-        probs = torch.softmax(outputs.logits.double(), dim=1)
-        return probs.amax(1) - 1 / outputs.num_classes
+        return -msp(outputs.logits).double() - 1 / outputs.num_classes
 
 
 @register_score("ada_energy", needs=("logits",), requires_fit=True, paper=PAPER)
 class AdaEnergy(_AdaScore):
-    """ImOOD-normalised energy; baseline ``s = LSE(f)``, κ = 1.
+    """``−(s + κ log β)`` with ``s = LSE(f)``, κ = 1; higher = more OOD.
 
-    With κ = τ_LA = 1 this is the energy of the logit-adjusted logits:
-    ``−(LSE(f − log π) − log C)`` (long_tailed.md §2.6, §4.10 #1).
+    With κ = τ_LA = 1 this is the energy of the logit-adjusted logits plus a constant:
+    ``S = −(LSE(f − log π) − log C)`` (long_tailed.md §2.6, §4.10 #1).
     """
 
     default_kappa = 1.0
 
     def id_ness(self, outputs: Outputs) -> Tensor:
-        return torch.logsumexp(outputs.logits.double(), dim=1)
+        return -energy(outputs.logits).double()
 
 
 @register_score(
     "ada_bin_disc", needs=("logits", "extras:bin_logit"), requires_fit=True, paper=PAPER
 )
 class AdaBinDisc(_AdaScore):
-    """ImOOD-normalised binary discriminator; baseline ``s = g`` (the ID logit), κ = 1."""
+    """``−(s + κ log β)`` with ``s = g``, the discriminator's ID logit, κ = 1; higher = OOD."""
 
     default_kappa = 1.0
 
@@ -134,12 +168,15 @@ class AdaBinDisc(_AdaScore):
 
 @register_score("ada_maha", needs=("features", "logits", "labels"), requires_fit=True, paper=PAPER)
 class AdaMaha(_AdaScore):
-    """ImOOD-normalised Mahalanobis; baseline ``s = −min_c d²_c``, κ = 0.01.
+    """``−(s + κ log β)`` with ``s = −min_c d²_c(h)``, κ = 0.01; higher = more OOD.
 
     Notes:
-        The official code's Mahalanobis path has its sign inverted and fills its class pools
-        with outlier features (long_tailed.md §2.9); oodlab uses the re-derived sign (higher
-        = more ID) and the class statistics of the training features.
+        The official code fills its class pools with outlier features and, through a double
+        negation, feeds an OOD-ness where an ID-ness is expected (long_tailed.md §2.9). oodlab
+        re-derives the sign, ``s = −min_c (h − μ_c)ᵀ Σ⁻¹ (h − μ_c)`` (higher = more ID), with
+        the class means and tied covariance of the training features of
+        :class:`~oodlab.scores.mahalanobis.Mahalanobis` (no ``1e-4·I`` ridge). κ = 0.01 was
+        set for the official (buggy) quantity; treat ``ada_maha`` as unverified.
     """
 
     default_kappa = 0.01
@@ -158,10 +195,17 @@ class AdaMaha(_AdaScore):
     "ada_gradnorm", needs=("features", "logits", "head_weight"), requires_fit=True, paper=PAPER
 )
 class AdaGradNorm(_AdaScore):
-    """ImOOD-normalised GradNorm; baseline ``s`` = the per-sample gradient norm, κ = 10."""
+    """``−(s + κ log β)`` with ``s`` the per-sample gradient norm, κ = 10; higher = more OOD.
+
+    Notes:
+        The official ImOOD code differentiates ``KL(u ‖ softmax(f))`` (its own GradNorm, not
+        the all-ones cross-entropy of the GradNorm code), so ``s`` here is
+        :func:`~oodlab.scores.gradnorm.gradnorm_norm` with ``kl_uniform=True``: ``1/C`` times
+        the quantity of the plain ``gradnorm`` score. κ = 10 is set for that scale.
+    """
 
     default_kappa = 10.0
 
     def id_ness(self, outputs: Outputs) -> Tensor:
         weight, bias = require_head(outputs, "ada_gradnorm")
-        return -gradnorm(outputs.features, weight, bias).double()
+        return gradnorm_norm(outputs.features, weight, bias, kl_uniform=True)

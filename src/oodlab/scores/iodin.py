@@ -8,15 +8,25 @@ import torch
 from torch import Tensor, nn
 
 from oodlab.scores._input_grad import (
-    check_input_std,
-    max_softmax_score,
-    per_channel,
+    SignPerturbationScore,
+    channel_std,
+    max_softmax,
     self_labelled_ce_gradient,
-    signed,
+    sign_with_zero_positive,
+    validate_input_std,
 )
-from oodlab.scores.base import InputGradientScore, register_score, require_positive
+from oodlab.scores.base import register_score
 
-UNKNOWN_STD = 0.5
+
+def largest_gradient_mask(grad: Tensor) -> Tensor:
+    """A 0/1 tensor shaped like ``grad`` with one 1 per sample, at ``argmax |g|``.
+
+    The argmax runs over all ``C·H·W`` elements of a sample; ties go to the first element
+    in row-major order (``torch.argmax``).
+    """
+    flat = grad.reshape(grad.shape[0], -1)
+    top = flat.abs().argmax(dim=1, keepdim=True)
+    return torch.zeros_like(flat).scatter_(1, top, 1.0).reshape_as(grad)
 
 
 def iodin(
@@ -26,49 +36,53 @@ def iodin(
     epsilon: float = 0.0014,
     input_std: Sequence[float] | None = None,
 ) -> Tensor:
-    """ODIN's score with the step applied to one element per sample; higher = more OOD.
+    """ODIN's negated maximum softmax with the step on one element per sample; higher = more OOD.
 
-    With ``g = ∇_x CE(f(x)/T, ŷ)``, the element ``e = argmax |g|`` over all ``C·H·W`` input
-    values of a sample moves by ``−ε·sign(g_e)/σ_c(e)``; every other element is unchanged.
+    With ``g = ∇_x CE(f(x)/T, ŷ)`` and ``M`` the one-hot mask at ``argmax |g|`` over the
+    ``C·H·W`` elements of each sample, ``x̃ = x − ε·(sign(g)/σ_ch) ⊙ M`` and the score is
+    ``−max_k softmax(f(x̃)/T)_k``: exactly one scalar per sample moves, by ``ε/σ_ch`` in the
+    direction ODIN moves it.
 
     Reference:
-        Regmi, "Going Beyond Conventional OOD Detection" (ASCOOD; later "Image-based Outlier
-        Synthesis With Training Data"), arXiv:2411.10794, the i-ODIN post-processor;
-        synthesis_and_mos.md §1.7. Negated maximum softmax, as :func:`~oodlab.scores.odin.odin`.
+        Regmi, "Image-based Outlier Synthesis With Training Data" (first titled "Going Beyond
+        Conventional OOD Detection"), CVPR 2026, arXiv:2411.10794, the i-ODIN post-processor
+        (synthesis_and_mos.md §1.7, steps 1–6). The paper's score is the maximum softmax
+        (higher = more ID); oodlab returns its negation.
+
+    Args:
+        model: maps ``x`` to logits ``(N, C)``; used as it is (eval mode).
+        x: input batch ``(N, C, ...)`` (or ``(N, D)``); not modified.
+        temperature: ``T``.
+        epsilon: ``ε``; 0 gives the temperature-scaled MSP.
+        input_std: per-channel std ``σ`` (or one value for all channels); ``None`` = 1.
 
     Notes:
-        ``input_std=None`` divides by 0.5, the official code's value for an unknown dataset.
+        ``input_std=None`` means no division, exactly as for
+        :func:`~oodlab.scores.odin.odin`, so that i-ODIN's step is always ODIN's step masked
+        to one element. The official code has no "no std" mode: it divides by the dataset's
+        std, and by 0.5 for a dataset it does not know; pass ``(0.5,) * 3`` to mirror that.
+        The gradient is that of the summed (not batch-mean) loss, as in ODIN; the argmax is
+        unchanged by that scaling.
     """
+    std = channel_std(validate_input_std(input_std), x)
     grad = self_labelled_ce_gradient(model, x, temperature)
-    flat = grad.reshape(len(x), -1)
-    mask = torch.zeros_like(flat).scatter_(1, flat.abs().argmax(1, keepdim=True), 1.0)
-    std = per_channel(input_std, x) if input_std is not None else UNKNOWN_STD
-    step = signed(grad) * mask.reshape_as(grad) / std
-    return max_softmax_score(model, x.detach() - epsilon * step, temperature)
+    step = sign_with_zero_positive(grad) * largest_gradient_mask(grad) / std
+    return -max_softmax(model, x.detach() - epsilon * step, temperature)
 
 
 @register_score(
     "iodin",
     needs=("model", "input_grad"),
-    paper="Regmi, arXiv:2411.10794 (ASCOOD, i-ODIN)",
+    paper="Regmi, CVPR 2026, arXiv:2411.10794 (i-ODIN)",
 )
-class IODIN(InputGradientScore):
-    """i-ODIN (:func:`iodin`); defaults and grid as OpenOOD's ODIN."""
+class IODIN(SignPerturbationScore):
+    """i-ODIN (:func:`iodin`); defaults ``T = 1000``, ``ε = 0.0014`` and grid as OpenOOD's ODIN.
 
-    search_space = {"temperature": (1.0, 10.0, 100.0, 1000.0), "epsilon": (0.0014, 0.0028)}
-
-    def __init__(
-        self,
-        temperature: float = 1000.0,
-        epsilon: float = 0.0014,
-        input_std: Sequence[float] | None = None,
-    ) -> None:
-        require_positive("temperature", temperature)
-        require_positive("epsilon", epsilon, allow_zero=True)
-        check_input_std(input_std)
-        self.temperature = temperature
-        self.epsilon = epsilon
-        self.input_std = input_std
+    Args:
+        temperature: ``T > 0``.
+        epsilon: ``ε ≥ 0``.
+        input_std: per-channel std to divide the step by, or ``None`` (no division).
+    """
 
     def score_inputs(self, model: nn.Module, x: Tensor) -> Tensor:
         return iodin(model, x, self.temperature, self.epsilon, self.input_std)

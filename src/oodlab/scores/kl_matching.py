@@ -7,31 +7,61 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from oodlab.errors import ConfigError
+from oodlab.errors import ConfigError, DataError
 from oodlab.scores.base import Score, register_score
 from oodlab.types import Outputs
 
+#: Template entries are floored at this value before the logarithm (see :func:`kl_matching`).
 TEMPLATE_FLOOR = 1e-12
 
 
 def kl_matching(logits: Tensor, templates: Tensor) -> Tensor:
-    """``min_c KL(p(x) ‖ d_c)`` for logits ``(N, C)`` and templates ``(C, C)``; higher = more OOD.
+    """``min_c KL(p(x) ‖ d_c)`` for logits ``(N, C)`` and templates ``(K, C)``; higher = more OOD.
 
-    ``KL(p ‖ d) = Σ_k p_k log p_k − Σ_k p_k log d_k`` for all templates at once; terms with
-    ``p_k = 0`` vanish and template entries are floored at ``1e-12`` (so a one-hot template
-    gives a large finite divergence instead of infinity).
+    ``p = softmax(f(x))``. All ``K`` divergences come from one matrix product,
+    ``KL(p ‖ d_c) = Σ_k p_k log p_k − Σ_k p_k log d_ck``, computed in float64.
 
     Reference:
         Hendrycks, Basart, Mazeika, Zou, Kwon, Mostajabi, Steinhardt & Song, "Scaling
         Out-of-Distribution Detection for Real-World Settings", ICML 2022, arXiv:1911.11132,
-        Sec. 4 (KL matching). The paper's score is ``−min_c KL`` (higher = more ID); oodlab
-        returns ``min_c KL``.
+        the KL-matching baseline (the paper writes it in prose, with no numbered equation;
+        synthesis_and_mos.md §4.6). The paper's score is ``−min_c KL`` (higher = more ID);
+        oodlab returns ``min_c KL``.
+
+    Notes:
+        Terms with ``p_k = 0`` are dropped (``0 log 0 = 0``), as in the paper and scipy.
+        Where a template has ``d_ck = 0`` (a one-hot template of a never-predicted class)
+        and ``p_k > 0``, the exact divergence is infinite and scipy returns ``inf``; oodlab
+        floors template entries at ``1e-12``, so such a template costs about
+        ``27.6 · (1 − p_c)`` nats instead: finite, still far larger than any matched
+        template, and the minimum over classes never becomes ``inf``.
     """
+    if templates.ndim != 2 or templates.shape[1] != logits.shape[1]:
+        raise DataError(
+            f"templates must be (K, {logits.shape[1]}) for {logits.shape[1]} logits, "
+            f"got shape {tuple(templates.shape)}; fit the score on outputs of the same model"
+        )
     log_p = torch.log_softmax(logits.double(), dim=1)
     p = log_p.exp()
-    entropy_term = (p * log_p).sum(1, keepdim=True)
-    cross = p @ templates.double().clamp_min(TEMPLATE_FLOOR).log().T
-    return (entropy_term - cross).amin(dim=1).float()
+    neg_entropy = torch.where(p > 0, p * log_p, 0.0).sum(dim=1, keepdim=True)  # (N, 1)
+    log_templates = templates.to(torch.float64).clamp_min(TEMPLATE_FLOOR).log()  # (K, C)
+    divergences = neg_entropy - p @ log_templates.T  # (N, K)
+    return divergences.amin(dim=1).float()
+
+
+def class_templates(logits: Tensor, assigned: Tensor, num_classes: int) -> Tensor:
+    """``(C, C)`` float64 templates: ``d_c`` = mean softmax of the rows assigned to class ``c``.
+
+    A class no row is assigned to gets the one-hot template ``e_c`` (OpenOOD's KLM rule).
+    """
+    probs = torch.softmax(logits.double(), dim=1)
+    sums = torch.zeros(num_classes, num_classes, dtype=torch.float64)
+    sums.index_add_(0, assigned.long(), probs)
+    counts = torch.bincount(assigned.long(), minlength=num_classes)
+    templates = torch.eye(num_classes, dtype=torch.float64)
+    seen = counts > 0
+    templates[seen] = sums[seen] / counts[seen, None].double()
+    return templates
 
 
 @register_score(
@@ -41,16 +71,25 @@ def kl_matching(logits: Tensor, templates: Tensor) -> Tensor:
     paper="Hendrycks et al., ICML 2022, arXiv:1911.11132",
 )
 class KLMatching(Score):
-    """KL matching with templates ``d_c`` = mean softmax of the fit samples assigned to ``c``.
+    """KL matching (:func:`kl_matching`) with one template per class, learned by ``fit``.
 
     Args:
-        template_labels: ``"predicted"`` (OpenOOD's KLM and the paper: samples whose predicted
-            class is ``c``; a class never predicted gets the one-hot template) or ``"true"``
-            (the MOS repository: ground-truth labels).
+        template_labels: which samples define ``d_c``: ``"predicted"`` (default; OpenOOD's
+            KLM and the paper: the fit samples whose *predicted* class is ``c``; a class never
+            predicted gets the one-hot template) or ``"true"`` (the MOS repository: the fit
+            samples whose ground-truth label is ``c``; every class needs a labelled sample or
+            it too gets the one-hot template).
+
+    Attributes:
+        templates_: ``(C, C)`` float64 class templates, one row per class.
 
     Notes:
-        The MOS repository built its templates on the ID *test* set; oodlab fits them on
-        whatever ``fit`` receives — the training outputs by default — so the test set stays clean.
+        OpenOOD fits the templates on the ID *validation* split and the MOS repository on
+        the ID *test* set (a leak, synthesis_and_mos.md §3.10). oodlab fits them on whatever
+        ``fit`` receives: ``oodlab.evaluate`` passes the training outputs, whose softmax is
+        sharper than on held-out data (training accuracy is near 100%); pass held-out ID
+        outputs to ``fit`` to follow OpenOOD exactly. KL matching has no tuned
+        hyper-parameter in OpenOOD, hence no ``search_space``.
     """
 
     def __init__(self, template_labels: Literal["predicted", "true"] = "predicted") -> None:
@@ -61,17 +100,20 @@ class KLMatching(Score):
         self.template_labels = template_labels
 
     def fit(self, train: Outputs, *, aux: Outputs | None = None) -> KLMatching:
-        probs = torch.softmax(train.logits.double(), dim=1)
+        if len(train) == 0:
+            raise DataError("kl_matching cannot be fitted on zero samples; pass ID outputs")
         num_classes = train.num_classes
-        assigned = probs.argmax(1) if self.template_labels == "predicted" else train.labels
-        sums = torch.zeros(num_classes, num_classes, dtype=torch.float64).index_add_(
-            0, assigned, probs
-        )
-        counts = torch.bincount(assigned, minlength=num_classes)[:num_classes]
-        templates = torch.eye(num_classes, dtype=torch.float64)
-        seen = counts > 0
-        templates[seen] = sums[seen] / counts[seen, None]
-        self.templates_ = templates
+        if self.template_labels == "predicted":
+            assigned = train.logits.argmax(dim=1)
+        else:
+            assigned = train.labels
+            if bool(((assigned < 0) | (assigned >= num_classes)).any()):
+                raise DataError(
+                    f"template_labels='true' needs labels in [0, {num_classes}) for every fit "
+                    f"sample, got values from {int(assigned.min())} to {int(assigned.max())}; "
+                    "fit on labelled ID outputs or use template_labels='predicted'"
+                )
+        self.templates_ = class_templates(train.logits, assigned, num_classes)
         return self
 
     def score(self, outputs: Outputs) -> Tensor:

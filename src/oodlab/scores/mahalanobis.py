@@ -12,11 +12,19 @@ from oodlab.types import Outputs
 def mahalanobis(features: Tensor, means: Tensor, precision: Tensor) -> Tensor:
     """``min_c (h − μ_c)ᵀ Σ⁻¹ (h − μ_c)`` for features ``(N, D)``; higher = more OOD.
 
+    Args:
+        features: ``(N, D)`` penultimate features.
+        means: ``(C, D)`` class means of the training features.
+        precision: ``(D, D)`` inverse of the tied covariance.
+
+    Returns:
+        ``(N,)`` float32 squared distance to the closest class mean.
+
     Reference:
         Lee, Lee, Lee & Shin, "A Simple Unified Framework for Detecting Out-of-Distribution
         Samples and Adversarial Attacks", NeurIPS 2018, arXiv:1807.03888, Eq. 2. The paper's
-        confidence is ``max_c −(h − μ_c)ᵀ Σ⁻¹ (h − μ_c)`` (higher = more ID); oodlab returns
-        its negation, the squared distance to the closest class mean.
+        confidence ``M(x) = max_c −(h − μ_c)ᵀ Σ⁻¹ (h − μ_c)`` is higher for ID; this function
+        returns ``−M(x)``, the squared distance to the closest class mean.
     """
     return squared_mahalanobis(features, means, precision).amin(dim=1).float()
 
@@ -28,16 +36,22 @@ def mahalanobis(features: Tensor, means: Tensor, precision: Tensor) -> Tensor:
     paper="Lee et al., NeurIPS 2018, arXiv:1807.03888",
 )
 class Mahalanobis(Score):
-    """Single-layer Mahalanobis score on the penultimate features (OpenOOD's "MDS").
+    """Squared Mahalanobis distance to the closest class mean (OpenOOD's "MDS"); higher = OOD.
 
-    ``fit`` takes the class means of the training features with ground-truth labels and the
-    tied covariance of the class-centred features, estimated by maximum likelihood
-    (scikit-learn ``EmpiricalCovariance``; a pseudo-inverse gives the precision).
+    ``fit`` takes the class means of the training features under their ground-truth labels
+    and the tied covariance of the class-centred features, estimated by maximum likelihood
+    (scikit-learn ``EmpiricalCovariance``; its pseudo-inverse is the precision). ``score`` is
+    :func:`mahalanobis`, computed in float64 by the expanded quadratic form.
+
+    Reference:
+        Lee et al., NeurIPS 2018, arXiv:1807.03888, Eq. 1–2 (synthesis_and_mos.md §4.5 (a)).
 
     Notes:
-        No input pre-processing here: this is the cached-feature variant. The ImOOD code's
-        Mahalanobis path fills its class pools with the outlier slice of the batch and inverts
-        the sign (long_tailed.md §2.9); oodlab follows the paper.
+        No input pre-processing and a single layer: the cached-feature variant, as in
+        OpenOOD v1.5. The full detector of the paper (several layers, input noise) is
+        ``mahalanobis_ensemble``. The ImOOD code's Mahalanobis path fills its class pools
+        with outlier features, adds ``1e-4·I`` to the covariance and inverts the sign
+        (long_tailed.md §2.9); oodlab follows the paper and OpenOOD (no ridge).
     """
 
     def fit(self, train: Outputs, *, aux: Outputs | None = None) -> Mahalanobis:

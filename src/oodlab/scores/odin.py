@@ -7,13 +7,14 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from oodlab.scores._input_grad import (
-    check_input_std,
-    max_softmax_score,
-    per_channel,
+    SignPerturbationScore,
+    channel_std,
+    max_softmax,
     self_labelled_ce_gradient,
-    signed,
+    sign_with_zero_positive,
+    validate_input_std,
 )
-from oodlab.scores.base import InputGradientScore, register_score, require_positive
+from oodlab.scores.base import register_score
 
 
 def odin(
@@ -23,24 +24,39 @@ def odin(
     epsilon: float = 0.0014,
     input_std: Sequence[float] | None = None,
 ) -> Tensor:
-    """``−max softmax(f(x̃)/T)`` with ``x̃ = x − ε·sign(∇_x CE(f(x)/T, ŷ)) / σ``; higher = more OOD.
+    """``−max_k softmax(f(x̃)/T)_k`` with ``x̃ = x − ε·sign(∇_x CE(f(x)/T, ŷ))/σ``; higher = more OOD.
+
+    ``ŷ = argmax f(x)`` is the model's own prediction and ``sign(0) = +1``. The step lowers
+    the cross-entropy of the predicted class, i.e. raises the maximum softmax, and it does
+    so more for ID than for OOD inputs.
 
     Reference:
         Liang, Li & Srikant, "Enhancing The Reliability of Out-of-distribution Image Detection
-        in Neural Networks", ICLR 2018, arXiv:1706.02690, Eq. 1–2. The paper's score is the
-        maximum softmax (higher = more ID); oodlab returns its negation.
+        in Neural Networks", ICLR 2018, arXiv:1706.02690, Eq. 1 (temperature scaling) and
+        Eq. 2 (input pre-processing, ``x̃ = x − ε·sign(−∇_x log S_ŷ(x; T))``). The paper's score
+        is the maximum softmax (higher = more ID); oodlab returns its negation.
 
     Args:
-        model: maps ``x`` to logits.
-        x: input batch ``(N, ...)``; not modified.
+        model: maps ``x`` to logits ``(N, C)`` (``model(x) == head(features(x))``); used as
+            it is (put it in eval mode first, as for any evaluation).
+        x: input batch ``(N, C, ...)`` (or ``(N, D)``); not modified.
         temperature: ``T``.
-        epsilon: perturbation magnitude ``ε`` (in the units of the unnormalised input when
-            ``input_std`` is given).
-        input_std: per-channel normalisation std ``σ`` to divide the step by (OpenOOD);
-            ``None`` takes the step in the model's input space (the MOS repository).
+        epsilon: ``ε``; 0 gives the temperature-scaled MSP.
+        input_std: per-channel std ``σ`` (or one value for all channels); ``None`` = 1.
+
+    Notes:
+        * The gradient is that of the *sum* of per-sample losses, so every sample gets its
+          own gradient whatever the batch; OpenOOD and the official code differentiate the
+          batch *mean*, which has the same sign except where ``1/N`` underflows to zero.
+        * OpenOOD divides the sign by the dataset's std (0.5 per channel for an unknown
+          dataset); the MOS repository does not divide (and ships ``ε = 0``). oodlab divides
+          only when ``input_std`` is given: pass ``(0.5,) * 3`` to mirror OpenOOD on an
+          unknown dataset.
     """
-    step = signed(self_labelled_ce_gradient(model, x, temperature)) / per_channel(input_std, x)
-    return max_softmax_score(model, x.detach() - epsilon * step, temperature)
+    std = channel_std(validate_input_std(input_std), x)
+    grad = self_labelled_ce_gradient(model, x, temperature)
+    x_tilde = x.detach() - epsilon * sign_with_zero_positive(grad) / std
+    return -max_softmax(model, x_tilde, temperature)
 
 
 @register_score(
@@ -48,23 +64,14 @@ def odin(
     needs=("model", "input_grad"),
     paper="Liang, Li & Srikant, ICLR 2018, arXiv:1706.02690",
 )
-class ODIN(InputGradientScore):
-    """ODIN (:func:`odin`); OpenOOD defaults ``T = 1000``, ``ε = 0.0014`` and its APS grid."""
+class ODIN(SignPerturbationScore):
+    """ODIN (:func:`odin`) with OpenOOD's defaults ``T = 1000``, ``ε = 0.0014`` and APS grid.
 
-    search_space = {"temperature": (1.0, 10.0, 100.0, 1000.0), "epsilon": (0.0014, 0.0028)}
-
-    def __init__(
-        self,
-        temperature: float = 1000.0,
-        epsilon: float = 0.0014,
-        input_std: Sequence[float] | None = None,
-    ) -> None:
-        require_positive("temperature", temperature)
-        require_positive("epsilon", epsilon, allow_zero=True)
-        check_input_std(input_std)
-        self.temperature = temperature
-        self.epsilon = epsilon
-        self.input_std = input_std
+    Args:
+        temperature: ``T > 0``.
+        epsilon: ``ε ≥ 0`` (the MOS repository's baseline uses ``ε = 0``).
+        input_std: per-channel std to divide the step by (OpenOOD), or ``None`` (MOS repo).
+    """
 
     def score_inputs(self, model: nn.Module, x: Tensor) -> Tensor:
         return odin(model, x, self.temperature, self.epsilon, self.input_std)

@@ -5,17 +5,27 @@ from __future__ import annotations
 import numpy as np
 from torch import Tensor
 
+from oodlab.errors import DataError
 from oodlab.scores.base import Score, register_score, require_head, require_in_range
 from oodlab.scores.energy import energy
 from oodlab.types import Outputs
 
 
 def react(features: Tensor, weight: Tensor, bias: Tensor, threshold: float) -> Tensor:
-    """Energy of ``W·min(h, c) + b`` for features ``(N, D)``; higher = more OOD.
+    """Energy ``−LSE(W·min(h, c) + b)`` for features ``(N, D)``; higher = more OOD.
+
+    Args:
+        features: ``(N, D)`` penultimate features ``h``.
+        weight: ``(C, D)`` weight of the linear head.
+        bias: ``(C,)`` bias of the linear head.
+        threshold: the clipping value ``c``.
 
     Reference:
         Sun, Guo & Li, "ReAct: Out-of-distribution Detection With Rectified Activations",
-        NeurIPS 2021, arXiv:2111.12797, Eq. 2 (rectification) and Eq. 3 (energy score).
+        NeurIPS 2021, arXiv:2111.12797, Eq. 2 (``h̄ = min(h, c)``) and Eq. 3 (the logits of
+        the rectified features), scored by the energy of Liu et al. 2020. The paper thresholds
+        the negative energy (higher = more ID); :func:`~oodlab.scores.energy.energy` is
+        already oriented as oodlab needs, so no further flip happens here.
     """
     clipped = features.float().clamp(max=threshold)
     return energy(clipped @ weight.float().T + bias.float())
@@ -28,11 +38,17 @@ def react(features: Tensor, weight: Tensor, bias: Tensor, threshold: float) -> T
     paper="Sun, Guo & Li, NeurIPS 2021, arXiv:2111.12797",
 )
 class ReAct(Score):
-    """ReAct with the clipping threshold at the ``percentile``-th training activation.
+    """Energy after clipping at the ``percentile``-th training activation; higher = more OOD.
 
     Args:
-        percentile: percentile of all training feature activations used as threshold
+        percentile: percentile of all training feature activations (every entry of the
+            ``(N, D)`` training features pooled together) used as threshold ``c``
             (paper: 90; OpenOOD grid below).
+
+    Notes:
+        The paper estimates ``c`` on ID training data; OpenOOD uses its ID validation split.
+        oodlab uses the outputs passed to ``fit`` (the training set in ``evaluate``). The
+        percentile uses numpy's default linear interpolation.
     """
 
     search_space = {"percentile": (85, 90, 95, 99)}
@@ -43,7 +59,9 @@ class ReAct(Score):
 
     def fit(self, train: Outputs, *, aux: Outputs | None = None) -> ReAct:
         # numpy, not torch.quantile: the latter refuses inputs above 16M elements.
-        values = train.features.double().numpy().ravel()
+        values = train.features.detach().double().cpu().numpy().ravel()
+        if values.size == 0:
+            raise DataError("react needs training features to set its threshold, got none")
         self.threshold_ = float(np.percentile(values, self.percentile))
         return self
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -12,14 +14,21 @@ from oodlab.types import Outputs
 
 
 def vim(logits: Tensor, residual_norm: Tensor, alpha: float) -> Tensor:
-    """``α·‖(h − u)^{P⊥}‖ − LSE(f(x))``; higher = more OOD.
+    """``α·‖(h − u)^{P⊥}‖ − LSE(f(x))`` per sample; higher = more OOD.
+
+    Args:
+        logits: ``(N, C)`` class logits ``f(x)``.
+        residual_norm: ``(N,)`` norm of the feature residual outside the principal subspace.
+        alpha: the matching scale ``α``.
 
     Reference:
         Wang, Li, Feng & Zhang, "ViM: Out-Of-Distribution with Virtual-logit Matching",
-        CVPR 2022, arXiv:2203.10807, Eq. 5–8. The paper's OOD probability is the softmax mass
-        of the virtual logit ``v = α·‖x^{P⊥}‖`` among ``[f(x), v]``, i.e. ``σ(v − LSE(f))``;
-        oodlab returns its logit ``v − LSE(f)``, a monotone map of it (same metrics, no
-        saturation at 1).
+        CVPR 2022, arXiv:2203.10807, Sec. 3.3–3.4: the virtual logit ``ℓ₀ = α‖x^{P⊥}‖`` and
+        the ViM score ``e^{ℓ₀} / (Σ_i e^{ℓ_i} + e^{ℓ₀})``, the softmax probability of the
+        virtual (OOD) class. The official code (and OpenOOD) returns ``−ℓ₀ + LSE(f)``, higher
+        = more ID; oodlab returns its negation ``ℓ₀ − LSE(f)``, which is exactly the logit of
+        the paper's probability: ``score = log P₀ − log(1 − P₀)`` (a monotone map, so the
+        metrics are those of the paper, without saturation at 1).
     """
     return (alpha * residual_norm.double() - torch.logsumexp(logits.double(), dim=1)).float()
 
@@ -37,17 +46,24 @@ def default_dim(feature_dim: int) -> int:
     "vim",
     needs=("features", "logits", "head_weight"),
     requires_fit=True,
-    paper="Wang et al., CVPR 2022, arXiv:2203.10807",
+    paper="Wang, Li, Feng & Zhang, CVPR 2022, arXiv:2203.10807",
 )
 class ViM(Score):
-    """Virtual-logit matching.
+    """ViM virtual-logit score :func:`vim`, fitted on the training outputs; higher = more OOD.
 
-    ``fit`` sets the origin ``u = −W⁺b``, the principal subspace of ``h − u`` (the top ``dim``
-    eigenvectors of the uncentred covariance over the training features) and
-    ``α = Σ max-logit / Σ residual norm`` over the training set.
+    ``fit`` sets the origin ``u = −W⁺b`` (the point the linear head maps to zero logits), the
+    principal subspace ``P`` of ``h − u`` (the top ``dim`` eigenvectors of the uncentred
+    covariance ``E[(h − u)(h − u)ᵀ]`` over the training features, as the official code's
+    ``EmpiricalCovariance(assume_centered=True)``) and ``α = Σ_i max_c f_c(x_i) / Σ_i
+    ‖(h_i − u)^{P⊥}‖`` over the training set.
 
     Args:
-        dim: principal-subspace dimension; ``None`` uses :func:`default_dim`.
+        dim: principal-subspace dimension; ``None`` uses :func:`default_dim`. OpenOOD's grid
+            is {256, 1000}; a value of at least the feature dimension D is clipped to D − 1
+            (the residual needs at least one direction) with a warning.
+
+    Reference:
+        Wang et al., CVPR 2022, arXiv:2203.10807, Sec. 3.
     """
 
     search_space = {"dim": (256, 1000)}
@@ -59,24 +75,42 @@ class ViM(Score):
 
     def fit(self, train: Outputs, *, aux: Outputs | None = None) -> ViM:
         weight, bias = require_head(train, "vim")
-        features = train.features.double()
+        features = train.features.detach().double().cpu()
         feature_dim = features.shape[1]
-        dim = min(self.dim if self.dim is not None else default_dim(feature_dim), feature_dim - 1)
-        if dim < 1:
-            raise DataError(f"ViM needs features of dimension >= 2, got {feature_dim}")
-        self.origin_ = -torch.linalg.pinv(weight.double()) @ bias.double()
-        centred = (features - self.origin_).numpy()
+        if feature_dim < 2 or len(features) == 0:
+            raise DataError(
+                f"vim needs training features of dimension >= 2, got shape {tuple(features.shape)}"
+            )
+        dim = self.dim if self.dim is not None else default_dim(feature_dim)
+        if dim > feature_dim - 1:
+            warnings.warn(
+                f"vim: dim={dim} leaves no residual space in {feature_dim}-d features; "
+                f"using dim={feature_dim - 1}",
+                stacklevel=2,
+            )
+            dim = feature_dim - 1
+        self.dim_ = dim
+        origin = -torch.linalg.pinv(weight.detach().double().cpu()) @ bias.detach().double().cpu()
+        centred = (features - origin).numpy()
         _, eigenvectors = np.linalg.eigh(centred.T @ centred / len(centred))
-        # eigh sorts eigenvalues in ascending order: the residual space is the first D - dim.
+        # eigh sorts the eigenvalues in ascending order: the residual space is the first D - dim.
+        self.origin_ = origin
         self.residual_basis_ = torch.from_numpy(
             np.ascontiguousarray(eigenvectors[:, : feature_dim - dim])
         )
-        residual = self._residual_norm(train.features)
-        self.alpha_ = float(train.logits.double().amax(1).sum() / residual.sum())
+        residual = self._residual_norm(train.features).cpu()
+        self.alpha_ = float(train.logits.detach().double().cpu().amax(1).sum() / residual.sum())
         return self
 
     def _residual_norm(self, features: Tensor) -> Tensor:
-        return ((features.double() - self.origin_) @ self.residual_basis_).norm(dim=1)
+        origin = self.origin_.to(features.device)
+        basis = self.residual_basis_.to(features.device)
+        return ((features.double() - origin) @ basis).norm(dim=1)
+
+    def residual_norm(self, outputs: Outputs) -> Tensor:
+        """``‖(I − PPᵀ)(h − u)‖`` ``(N,)``, the norm of the feature residual (float64)."""
+        self._check_fitted("origin_", "residual_basis_")
+        return self._residual_norm(outputs.features)
 
     def score(self, outputs: Outputs) -> Tensor:
         self._check_fitted("origin_", "residual_basis_", "alpha_")
