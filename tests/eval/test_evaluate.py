@@ -158,3 +158,15 @@ def test_group_means_by_hand():
     assert means["near"] == {"auroc": 0.9, "fpr95": 0.2}
     assert means["far"]["auroc"] == pytest.approx(0.6)
     assert means["all"]["fpr95"] == pytest.approx(1.6 / 3)
+
+
+def test_per_class_flagged_fractions_average_to_the_pooled_fpr95(toy, tmp_path):
+    id_test, ood, _ = _datasets(toy)
+    result = evaluate(toy.model, id_test, ood, ["energy"], extract_config=_config(tmp_path))
+    flagged = result.per_class_flagged["energy"]
+    scores = result.raw["energy"]
+    pooled = np.concatenate([scores[k] for k in ood])
+    from oodlab.eval.metrics import fpr95
+
+    # Equal class sizes in the toy ID set: the class mean is the pooled ID fraction.
+    assert flagged.mean() == pytest.approx(fpr95(scores["id"], pooled))

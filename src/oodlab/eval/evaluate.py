@@ -391,7 +391,7 @@ def _flagged_per_class(
     flagged = {}
     for name, sets in raw.items():
         pooled = np.concatenate([v for k, v in sets.items() if k != "id"])
-        threshold = np.quantile(pooled, 0.05, method="lower")
+        threshold = metrics.threshold_at_tpr(pooled)
         is_flagged = sets["id"] >= threshold
         flagged[name] = np.array(
             [
