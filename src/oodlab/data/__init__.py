@@ -16,16 +16,65 @@ from oodlab.data.benchmarks import (  # noqa: E402  (the registries above must e
     build_benchmark,
     register_benchmark,
 )
-from oodlab.data.datasets import bundled, cifar, idx, image_lists, tinyimages  # noqa: E402
+from oodlab.data.datasets import (  # noqa: E402
+    bundled,
+    cifar,
+    finegrained,
+    folders,
+    idx,
+    image_lists,
+    paper_lists,
+    spurious,
+    synthetic,
+    tinyimages,
+)
 
-_modules = [bundled, cifar, idx, image_lists, tinyimages]
+_modules = [
+    bundled,
+    cifar,
+    finegrained,
+    folders,
+    idx,
+    image_lists,
+    paper_lists,
+    spurious,
+    synthetic,
+    tinyimages,
+]
+
+from oodlab.data.loaders import (  # noqa: E402
+    ClassBalancedSampler,
+    DeviceBatchLoader,
+    EpochLoader,
+    EpochSampler,
+    IdAuxLoader,
+)
+from oodlab.data.longtail import LongTail, longtail_counts, longtail_indices  # noqa: E402
+from oodlab.data.transforms import (  # noqa: E402
+    TRANSFORM_PRESETS,
+    ColorJitterLite,
+    MultiView,
+    build_transform,
+)
 
 __all__ = [
     "BENCHMARKS",
     "DATASETS",
+    "TRANSFORM_PRESETS",
     "Benchmark",
+    "ClassBalancedSampler",
+    "ColorJitterLite",
+    "DeviceBatchLoader",
+    "EpochLoader",
+    "EpochSampler",
+    "IdAuxLoader",
+    "LongTail",
+    "MultiView",
     "TensorImageDataset",
     "build_benchmark",
+    "build_transform",
+    "longtail_counts",
+    "longtail_indices",
     "register_benchmark",
     "register_dataset",
 ]

@@ -31,8 +31,24 @@ class LongTail:
 
     @property
     def prior(self) -> np.ndarray:
+        """Training class prior ``π_c = n_c / Σ_k n_k``."""
         counts = np.asarray(self.class_counts, dtype=np.float64)
         return counts / counts.sum()
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_counts)
+
+    def shot_groups(self) -> dict[str, np.ndarray]:
+        """Boolean class masks ``many`` / ``medium`` / ``few`` (long_tailed.md §4.7), from
+        :func:`oodlab.eval.metrics.shot_groups` on the class counts."""
+        from oodlab.eval.metrics import shot_groups
+
+        return shot_groups(self.class_counts)
+
+    def to_dict(self) -> dict[str, list[int]]:
+        """JSON-ready record of the subsample (kept indices and class counts) for the run folder."""
+        return {"indices": self.indices.tolist(), "class_counts": list(self.class_counts)}
 
 
 def longtail_counts(
@@ -74,6 +90,8 @@ def longtail_indices(
             ``"random"`` draws them with ``seed``.
         seed: seed of the random rule.
     """
+    if rule not in ("first", "random"):
+        raise ConfigError(f"rule must be 'first' or 'random', got {rule!r}")
     labels = np.asarray(targets, dtype=np.int64)
     if labels.ndim != 1 or labels.size == 0 or labels.min() < 0:
         raise DataError("targets must be a non-empty 1-D array of class indices >= 0")
@@ -90,6 +108,4 @@ def longtail_indices(
     for c, n in enumerate(counts):
         members = np.flatnonzero(labels == c)
         kept.append(members[:n] if rule == "first" else rng.choice(members, n, replace=False))
-    if rule not in ("first", "random"):
-        raise ConfigError(f"rule must be 'first' or 'random', got {rule!r}")
     return LongTail(indices=np.sort(np.concatenate(kept)), class_counts=counts)

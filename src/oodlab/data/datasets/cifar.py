@@ -19,6 +19,7 @@ import torch
 
 from oodlab.data import register_dataset
 from oodlab.data.benchmarks import TensorImageDataset
+from oodlab.data.longtail import LongTail, Profile, Rule, longtail_indices
 from oodlab.errors import ChecksumError, DataError, DatasetNotFoundError
 from oodlab.io import md5_file
 
@@ -103,8 +104,11 @@ def read_cifar(
             f"{', '.join(files)}). Get it from {WHERE} and extract it into {root}"
         )
     images, labels = [], []
+    unlisted = [f for f in files if checksums is not None and f not in checksums]
+    if unlisted:
+        raise DataError(f"checksums name no MD5 for {unlisted[0]}; give one for every file")
     for relative in files:
-        batch = _read_batch(root / relative, None if checksums is None else checksums.get(relative))
+        batch = _read_batch(root / relative, None if checksums is None else checksums[relative])
         images.append(np.asarray(_field(batch, "data"), dtype=np.uint8).reshape(-1, 3, 32, 32))
         labels.append(np.asarray(_field(batch, "labels", "fine_labels"), dtype=np.int64))
     return TensorImageDataset(
@@ -130,3 +134,63 @@ def cifar100(
     data_root: str | Path, split: str = "train", checksums: dict[str, str] | None = MD5
 ) -> TensorImageDataset:
     return read_cifar(data_root, "cifar100", split, checksums)
+
+
+class LongTailImages(TensorImageDataset):
+    """A long-tailed subsample held in memory; ``longtail`` has the kept indices (into the full
+    training split, to save with the run), the class counts, the prior and the shot groups."""
+
+    def __init__(self, full: TensorImageDataset, longtail: LongTail, name: str) -> None:
+        rows = torch.from_numpy(longtail.indices)
+        super().__init__(full.images[rows], full.targets[rows], full.transform, name)
+        self.longtail = longtail
+
+
+def cifar_lt(
+    data_root: str | Path,
+    name: str = "cifar10",
+    imbalance_ratio: float = 0.01,
+    profile: Profile = "exp",
+    rule: Rule = "first",
+    seed: int = 0,
+    n_max: int | None = None,
+    checksums: dict[str, str] | None = MD5,
+) -> LongTailImages:
+    """CIFAR-10-LT / CIFAR-100-LT: class ``c`` keeps ``int(n_max · ρ^(c/(C−1)))`` images.
+
+    With the defaults (ρ = 0.01, ``n_max`` = the class size, the first ``n_c`` images of each
+    class in file order) this is the set of PASCL, ImOOD and PATT (long_tailed.md §1.3):
+    12,406 images for CIFAR-10-LT, 10,847 for CIFAR-100-LT.
+    """
+    full = read_cifar(data_root, name, "train", checksums)
+    lt = longtail_indices(full.targets.numpy(), imbalance_ratio, profile, n_max, rule, seed)
+    tag = f"{name}_lt-rho{imbalance_ratio}-{profile}-{rule}" + (
+        f"-seed{seed}" if rule == "random" else ""
+    )
+    return LongTailImages(full, lt, tag)
+
+
+@register_dataset("cifar10_lt", paper="Cao et al. NeurIPS 2019 (LDAM), arXiv:1906.07413")
+def cifar10_lt(
+    data_root: str | Path,
+    imbalance_ratio: float = 0.01,
+    profile: Profile = "exp",
+    rule: Rule = "first",
+    seed: int = 0,
+    checksums: dict[str, str] | None = MD5,
+) -> LongTailImages:
+    """CIFAR-10-LT: [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50] images at ρ = 0.01."""
+    return cifar_lt(data_root, "cifar10", imbalance_ratio, profile, rule, seed, None, checksums)
+
+
+@register_dataset("cifar100_lt", paper="Cao et al. NeurIPS 2019 (LDAM), arXiv:1906.07413")
+def cifar100_lt(
+    data_root: str | Path,
+    imbalance_ratio: float = 0.01,
+    profile: Profile = "exp",
+    rule: Rule = "first",
+    seed: int = 0,
+    checksums: dict[str, str] | None = MD5,
+) -> LongTailImages:
+    """CIFAR-100-LT: 500 … 5 images per class, 10,847 in all at ρ = 0.01."""
+    return cifar_lt(data_root, "cifar100", imbalance_ratio, profile, rule, seed, None, checksums)

@@ -23,10 +23,12 @@ def tinyimages_300k(data_root: str | Path, num_images: int | None = 30000) -> Te
 
     The file is memory-mapped (``allow_pickle=False``) and only the requested rows are read.
     """
-    path = Path(data_root) / FILE
+    candidates = [Path(data_root) / FILE, Path(data_root) / "tinyimages80m" / FILE]
+    path = next((p for p in candidates if p.is_file()), candidates[0])
     if not path.is_file():
         raise DatasetNotFoundError(
-            f"{path} not found: expected {FILE} (uint8, N×32×32×3) in {data_root}; it is the "
+            f"{path} not found: expected {FILE} (uint8, N×32×32×3) in {data_root} or its "
+            "tinyimages80m/ sub-folder; it is the "
             "'300K random images' release of Outlier Exposure (Hendrycks et al. 2019)"
         )
     array = np.load(path, mmap_mode="r", allow_pickle=False)
