@@ -191,6 +191,7 @@ def run_bench(
                     near=benchmark.near,
                     far=benchmark.far,
                     class_counts=benchmark.class_counts,
+                    fake_ood=benchmark.fake_ood,
                     extract_config=ExtractConfig(
                         batch_size=preset.eval_batch_size,
                         device=config.train.device,

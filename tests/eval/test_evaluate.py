@@ -170,3 +170,29 @@ def test_per_class_flagged_fractions_average_to_the_pooled_fpr95(toy, tmp_path):
 
     # Equal class sizes in the toy ID set: the class mean is the pooled ID fraction.
     assert flagged.mean() == pytest.approx(fpr95(scores["id"], pooled))
+
+
+def test_fake_ood_images_count_as_id_for_their_set(toy, tmp_path):
+    id_test, ood, _ = _datasets(toy)
+    fake = {"far_a": TensorDataset(toy.x_train[:7], toy.y_train[:7])}
+    result = evaluate(
+        toy.model, id_test, ood, ["energy"], fake_ood=fake, extract_config=_config(tmp_path)
+    )
+    with torch.no_grad():
+        id_side = energy(toy.model(torch.cat([toy.x_id, toy.x_train[:7]]))).numpy()
+        ood_side = energy(toy.model(ood["far_a"].tensors[0])).numpy()
+    labels = np.r_[np.zeros(len(id_side)), np.ones(len(ood_side))]
+    expected = roc_auc_score(labels, np.r_[id_side, ood_side])
+    assert result.scores["energy"].per_set["far_a"]["auroc"] == pytest.approx(expected)
+    # The other sets are paired with the ID test set alone.
+    plain = evaluate(toy.model, id_test, ood, ["energy"], extract_config=_config(tmp_path))
+    assert result.scores["energy"].per_set["far_b"] == plain.scores["energy"].per_set["far_b"]
+    with pytest.raises(ConfigError, match="fake_ood"):
+        evaluate(
+            toy.model,
+            id_test,
+            ood,
+            ["energy"],
+            fake_ood={"nope": fake["far_a"]},
+            extract_config=_config(tmp_path),
+        )

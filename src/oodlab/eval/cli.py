@@ -85,6 +85,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         near=benchmark.near,
         far=benchmark.far,
         class_counts=benchmark.class_counts or None,
+        fake_ood=benchmark.fake_ood,
         extract_config=ExtractConfig(
             batch_size=args.batch_size,
             num_workers=args.workers,

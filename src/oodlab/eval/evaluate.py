@@ -158,6 +158,7 @@ def evaluate(
     near: Sequence[str] = (),
     far: Sequence[str] = (),
     class_counts: Sequence[int] | None = None,
+    fake_ood: Mapping[str, Dataset[Any]] | None = None,
     extract_config: ExtractConfig | None = None,
     tune: TuneConfig | None = None,
     skip_unavailable: bool = False,
@@ -176,6 +177,8 @@ def evaluate(
         aux: auxiliary outliers (PATT calibration; the default OOD validation set for tuning).
         near, far: names of the near- and far-OOD sets, for the group means.
         class_counts: training images per class, for shot-group accuracy and the ImOOD prior.
+        fake_ood: per OOD set, its images that are semantically ID (SC-OOD's ``sc_label >= 0``);
+            they count as ID when that set's metrics are computed, as PASCL / ImOOD / PATT do.
         extract_config: batch size, device, cache folder, progress bars.
         tune: tune every score that has a search space, on a validation split (see module doc).
         skip_unavailable: skip (and record why) scores whose needs these outputs cannot meet,
@@ -202,6 +205,11 @@ def evaluate(
     built = [build_score(spec, class_counts) for spec in scores]
     id_out = outputs_of(id_test, "id_test")
     ood_out = {name: outputs_of(ds, name) for name, ds in ood.items()}
+    fake = {k: v for k, v in (fake_ood or {}).items() if len(v)}  # type: ignore[arg-type]
+    unknown_fake = sorted(set(fake) - set(ood))
+    if unknown_fake:
+        raise ConfigError(f"fake_ood names sets that are not OOD test sets: {unknown_fake}")
+    fake_out = {name: outputs_of(ds, f"{name} (fake OOD)") for name, ds in fake.items()}
     needs_train = any(
         SCORES.get(n).requires_fit and "input_grad" not in SCORES.get(n).needs
         for n, _ in built
@@ -252,15 +260,23 @@ def evaluate(
                     k: _score_inputs(score, model, ds, config, device, name)
                     for k, ds in ood.items()
                 }
+                fake_scores = {
+                    k: _score_inputs(score, model, ds, config, device, name)
+                    for k, ds in fake.items()
+                }
             else:
                 id_scores = score.score(id_out)
                 set_scores = {k: score.score(v) for k, v in ood_out.items()}
+                fake_scores = {k: score.score(v) for k, v in fake_out.items()}
         except DataError as exc:
             if not skip_unavailable:
                 raise
             skipped[name] = str(exc)
             continue
-        per_set = {k: metrics.ood_metrics(id_scores, v) for k, v in set_scores.items()}
+        per_set = {
+            k: metrics.ood_metrics(_with_fake(id_scores, fake_scores.get(k)), v)
+            for k, v in set_scores.items()
+        }
         results[name] = ScoreResult(
             name=name,
             params=score.get_params(),
@@ -318,6 +334,11 @@ def group_means(
             keys = per_set[names[0]].keys()
             means[group] = {k: float(np.mean([per_set[n][k] for n in names])) for k in keys}
     return means
+
+
+def _with_fake(id_scores: Tensor, fake_scores: Tensor | None) -> Tensor:
+    """The ID side of one OOD set's pair: the ID test set plus that set's fake OOD images."""
+    return id_scores if fake_scores is None else torch.cat([id_scores, fake_scores])
 
 
 def _split(n: int, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
