@@ -1,9 +1,14 @@
 """Two processes under torchrun (gloo, CPU) end with the weights of one process on the same
 global batch: DDP averages the per-process gradients, each process trains on its share of
-every (identically augmented) global batch, and only rank 0 writes the run folder."""
+every (identically augmented) global batch, and only rank 0 writes the run folder.
+
+The model has no BatchNorm (``norm: none``): DDP's BatchNorm normalises with each process's
+share of the batch, so a BatchNorm model would differ from the single-process run by design
+(SyncBatchNorm or GroupNorm — ``norm: group`` — avoid that)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +17,7 @@ import pytest
 import torch
 
 from oodlab.io import safe_torch_load
+from oodlab.train.run import read_log
 
 CONFIG = """
 data: {benchmark: synthetic, batch_size: 32, crop_padding: 2, flip: true}
@@ -58,6 +64,12 @@ def test_two_process_ddp_equals_single_process(tmp_path):
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+    rows = [r for r in read_log(tmp_path / "ddp") if r["scope"] == "epoch"]
+    assert [r["epoch"] for r in rows] == [0, 1]  # rank 0 alone writes the log
+    assert json.loads((tmp_path / "ddp" / "meta.json").read_text())["world_size"] == 2
+    # Both runs report the same epoch losses (averaged over the processes under DDP).
+    single = [r["loss"] for r in read_log(tmp_path / "one") if r["scope"] == "epoch"]
+    assert [r["loss"] for r in rows] == pytest.approx(single, rel=1e-5)
     # The last epoch moved the weights, so the equality is not between two idle models.
     after_first_epoch = safe_torch_load(tmp_path / "one" / "checkpoint.prev.pt")["model"]
     assert any(not torch.allclose(after_first_epoch[k], b[k]) for k in b)

@@ -1,6 +1,7 @@
-"""Models: backbones exposing ``features(x)`` / ``head(z)``, and extra heads.
+"""Models: backbones exposing ``features(x)`` / ``head(z)``, extra heads, released checkpoints.
 
-Importing this package registers every model in :data:`MODELS`.
+Importing this package registers every model in :data:`MODELS` and every head kind in
+:data:`~oodlab.models.heads.HEADS`.
 """
 
 from oodlab.registry import Registry
@@ -8,8 +9,23 @@ from oodlab.registry import Registry
 MODELS: Registry = Registry("model")
 register_model = MODELS.register
 
-from oodlab.models import heads, resnet_cifar, small_cnn, torchvision_resnet  # noqa: E402
+from oodlab.models import (  # noqa: E402  (the registry must exist first)
+    heads,
+    released,
+    resnet_cifar,
+    small_cnn,
+    torchvision_resnet,
+)
+from oodlab.models.heads import HEADS, WithHeads, attach_heads  # noqa: E402
+from oodlab.models.released import load_released_state_dict  # noqa: E402
 
-__all__ = ["MODELS", "register_model"]
+__all__ = [
+    "HEADS",
+    "MODELS",
+    "WithHeads",
+    "attach_heads",
+    "load_released_state_dict",
+    "register_model",
+]
 
-_modules = [heads, resnet_cifar, small_cnn, torchvision_resnet]
+_modules = [heads, released, resnet_cifar, small_cnn, torchvision_resnet]

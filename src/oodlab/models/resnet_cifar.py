@@ -2,21 +2,21 @@
 
 Module names follow the "kuangliu pytorch-cifar" layout (``conv1, bn1, layer1..4, linear``,
 blocks with ``conv1, bn1, conv2, bn2, shortcut.0/1``), so the released checkpoints of
-PASCL, ImOOD and PATT load with at most a prefix change (:func:`load_released_state_dict`).
+PASCL, ImOOD and PATT load with at most a prefix change
+(:func:`oodlab.models.released.load_released_state_dict`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import torch
 from torch import Tensor, nn
 
-from oodlab.errors import CheckpointError
 from oodlab.models import register_model
 
 
 class BasicBlock(nn.Module):
+    """Two 3×3 conv–BN layers and a residual connection (1×1 conv + BN when the shape changes)."""
+
     def __init__(self, c_in: int, c_out: int, stride: int) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
@@ -42,6 +42,12 @@ class ResNetCIFAR(nn.Module):
         He, Zhang, Ren & Sun, "Deep Residual Learning for Image Recognition", CVPR 2016,
         arXiv:1512.03385; the CIFAR variant of long_tailed.md §1.2 (3×3 stride-1 stem, no
         max-pool, stages of 64/128/256/512 channels with strides 1/2/2/2).
+
+    Args:
+        blocks: BasicBlocks per stage (``(2, 2, 2, 2)``: ResNet-18; ``(3, 4, 6, 3)``: ResNet-34).
+        num_classes: outputs of the linear classifier.
+        in_channels: 3 for RGB, 1 for grayscale (Fashion-MNIST).
+        width: channel multiplier (1.0: 64/128/256/512; features are ``512·width``-d).
 
     Notes:
         Global average pooling (adaptive) replaces ``AvgPool2d(4)`` so that 28×28 inputs work;
@@ -76,6 +82,15 @@ class ResNetCIFAR(nn.Module):
         out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
         return out.mean(dim=(2, 3))
 
+    def intermediate_features(self, x: Tensor) -> list[Tensor]:
+        """Spatial means of the stem and of each stage's output: ``[(N, 64), ..., (N, 512)]``."""
+        out = torch.relu(self.bn1(self.conv1(x)))
+        pooled = [out.mean(dim=(2, 3))]
+        for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
+            out = stage(out)
+            pooled.append(out.mean(dim=(2, 3)))
+        return pooled
+
     def head(self, z: Tensor) -> Tensor:
         return self.linear(z)
 
@@ -94,24 +109,3 @@ def resnet18_cifar(num_classes: int = 10, in_channels: int = 3, width: float = 1
 @register_model("resnet34_cifar", paper="He et al., CVPR 2016, arXiv:1512.03385 (CIFAR variant)")
 def resnet34_cifar(num_classes: int = 10, in_channels: int = 3, width: float = 1.0) -> ResNetCIFAR:
     return ResNetCIFAR((3, 4, 6, 3), num_classes, in_channels, width)
-
-
-def load_released_state_dict(
-    model: nn.Module, state: Mapping[str, Tensor], strict: bool = False
-) -> list[str]:
-    """Load a PASCL / ImOOD / PATT checkpoint into a ``ResNetCIFAR`` and return skipped keys.
-
-    Those checkpoints use the same module names as :class:`ResNetCIFAR`, possibly behind a
-    ``module.`` prefix (``nn.DataParallel``/DDP); their extra heads (``projection.*``,
-    ``lambda_linear.*``, ``aux_linear.*``, PATT's ``finalScore``) are returned as skipped
-    unless the model has modules of those names.
-    """
-    cleaned = {k.removeprefix("module."): v for k, v in state.items()}
-    own = model.state_dict()
-    loadable = {k: v for k, v in cleaned.items() if k in own}
-    skipped = sorted(set(cleaned) - set(loadable))
-    model.load_state_dict(loadable, strict=strict)
-    missing = sorted(set(own) - set(loadable))
-    if missing:
-        raise CheckpointError(f"checkpoint lacks {len(missing)} model tensors, e.g. {missing[:3]}")
-    return skipped

@@ -1,106 +1,133 @@
-"""Deterministic, resumable batches of in-memory uint8 images, augmented on the device.
+"""The loop's data: the loaders of :mod:`oodlab.data.loaders`, chosen and seeded per stage.
 
-The whole training set lives on the training device as one uint8 tensor; each step
-gathers a batch, applies a random crop with zero padding and a horizontal flip to the
-whole batch at once, and scales it to ``[0, 1]``. The permutation and the augmentation
-parameters of epoch ``e`` come from a generator seeded with ``(seed, e)``, so an epoch
-can be replayed exactly after a restart without saving any generator state. Under
-torchrun each process takes its share of every global batch.
+* In-memory uint8 sets (:class:`~oodlab.data.TensorImageDataset` without a transform: CIFAR-LT,
+  TinyImages, Fashion-MNIST, synthetic) train through
+  :class:`~oodlab.data.loaders.DeviceBatchLoader`: kept on the device, augmented a whole batch
+  at a time (``data.crop_padding``, ``data.flip``, ``data.color_jitter``), several views drawn
+  independently. Under torchrun each process augments its share of the global batch with the
+  draws of the whole batch, so N processes see exactly the single-process batches.
+* Any other dataset (decoded from files) trains through
+  :class:`~oodlab.data.loaders.EpochLoader` with its own transform (which does the
+  augmentation); several views call that transform several times.
+* With outliers, :class:`~oodlab.data.loaders.IdAuxLoader` zips the ID loader with an endlessly
+  cycling auxiliary loader.
+
+Every loader has ``state_dict()`` / ``load_state_dict()`` (its generator and position); the
+checkpoint stores them, so a resumed run draws exactly the batches it would have drawn.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import copy
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
 
-from oodlab.errors import DataError
+from oodlab.config import DataConfig
+from oodlab.data import ColorJitterLite, DeviceBatchLoader, EpochLoader, IdAuxLoader, MultiView
+from oodlab.errors import ConfigError
+
+Loader = DeviceBatchLoader | EpochLoader | IdAuxLoader
 
 
-def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
-    """A CPU generator for one (seed, epoch, stream): independent of the device and of restarts."""
-    return torch.Generator().manual_seed(((seed * 1_000_003 + epoch) * 7919 + stream) % (2**63))
+def in_memory(dataset: Any) -> bool:
+    """Whether ``dataset`` is a uint8 tensor set without a per-item transform."""
+    images = getattr(dataset, "images", None)
+    return (
+        isinstance(images, Tensor)
+        and images.dtype == torch.uint8
+        and hasattr(dataset, "targets")
+        and getattr(dataset, "transform", None) is None
+    )
 
 
-def crop_flip(images: Tensor, padding: int, flip: bool, generator: torch.Generator) -> Tensor:
-    """Random crop (zero padding ``padding``) and horizontal flip of a uint8 batch (B, C, H, W)."""
-    batch, channels, height, width = images.shape
-    device = images.device
-    out = images
-    if padding > 0:
-        padded = torch.nn.functional.pad(images, (padding, padding, padding, padding))
-        dy = torch.randint(0, 2 * padding + 1, (batch,), generator=generator).to(device)
-        dx = torch.randint(0, 2 * padding + 1, (batch,), generator=generator).to(device)
-        rows = (dy[:, None] + torch.arange(height, device=device))[:, None, :, None]
-        cols = (dx[:, None] + torch.arange(width, device=device))[:, None, None, :]
-        b = torch.arange(batch, device=device)[:, None, None, None]
-        c = torch.arange(channels, device=device)[None, :, None, None]
-        out = padded[b, c, rows, cols]
-    if flip:
-        mask = (torch.rand(batch, generator=generator) < 0.5).to(device)[:, None, None, None]
-        out = torch.where(mask, out.flip(-1), out)
+class _Repeated(Dataset[tuple[tuple[Tensor, ...], int]]):
+    """Item ``i`` of ``dataset`` drawn ``views`` times (each through its random transform)."""
+
+    def __init__(self, dataset: Dataset[Any], views: int) -> None:
+        self.dataset, self.views = dataset, views
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[tuple[Tensor, ...], int]:
+        items = [self.dataset[index] for _ in range(self.views)]
+        return tuple(item[0] for item in items), int(items[0][1])
+
+
+def with_views(dataset: Dataset[Any], views: int) -> Dataset[Any]:
+    """``dataset`` whose items hold ``views`` independently transformed copies of the image."""
+    if views == 1:
+        return dataset
+    transform = getattr(dataset, "transform", None)
+    if transform is not None:  # transform once per view, decode once
+        copied = copy.copy(dataset)
+        copied.transform = MultiView(transform, n=views)  # type: ignore[attr-defined]
+        return copied
+    return _Repeated(dataset, views)
+
+
+def build_loader(
+    dataset: Dataset[Any],
+    global_batch: int,
+    data: DataConfig,
+    device: torch.device,
+    seed: int,
+    views: int = 1,
+    rank: int = 0,
+    world_size: int = 1,
+) -> DeviceBatchLoader | EpochLoader:
+    """The training loader of ``dataset``: ``global_batch`` images per step over all processes."""
+    if global_batch % world_size:
+        raise ConfigError(
+            f"the batch size {global_batch} is not divisible by the {world_size} processes; "
+            "choose a multiple of the world size"
+        )
+    batch = global_batch // world_size
+    if in_memory(dataset):
+        return DeviceBatchLoader.from_dataset(
+            dataset,
+            batch,
+            device=device,
+            crop_padding=data.crop_padding,
+            flip=data.flip,
+            views=views,
+            generator=seed,
+            color_jitter=ColorJitterLite() if data.color_jitter else None,
+            rank=rank,
+            world_size=world_size,
+        )
+    return EpochLoader(
+        with_views(dataset, views),
+        batch,
+        seed=seed,
+        num_workers=data.num_workers,
+        pin_memory=device.type == "cuda",
+    )
+
+
+def as_views(x: Tensor | Sequence[Tensor], device: torch.device) -> list[Tensor]:
+    """A loader's image batch as a list of views, float, on ``device``."""
+    parts = [x] if isinstance(x, Tensor) else list(x)
+    out = []
+    for part in parts:
+        part = part.to(device, non_blocking=True)
+        out.append(part.float().div_(255) if part.dtype == torch.uint8 else part.float())
     return out
 
 
-class DeviceBatches:
-    """Batches of ``(images, labels)`` for one epoch, from uint8 images kept on ``device``.
-
-    Args:
-        images: ``(N, C, H, W)`` uint8.
-        labels: ``(N,)`` integer labels.
-        batch_size: global batch size; each of ``world_size`` processes gets ``batch_size /
-            world_size`` rows of it (``drop_last`` semantics: incomplete batches are skipped).
-        device: where the images live and batches are produced.
-        padding, flip: augmentation (``padding=0, flip=False``: none).
-        rank, world_size: this process's share under torchrun.
-    """
-
-    def __init__(
-        self,
-        images: Tensor,
-        labels: Tensor,
-        batch_size: int,
-        device: torch.device,
-        padding: int = 0,
-        flip: bool = False,
-        rank: int = 0,
-        world_size: int = 1,
-    ) -> None:
-        if images.dtype != torch.uint8 or images.ndim != 4:
-            raise DataError(
-                f"expected uint8 images (N, C, H, W), got {images.dtype} {tuple(images.shape)}"
-            )
-        if batch_size % world_size:
-            raise DataError(f"batch size {batch_size} is not divisible by {world_size} processes")
-        if batch_size > len(images):
-            raise DataError(f"batch size {batch_size} exceeds the {len(images)} training images")
-        self.images = images.to(device)
-        self.labels = labels.to(device)
-        self.batch_size = batch_size
-        self.padding = padding
-        self.flip = flip
-        self.rank = rank
-        self.world_size = world_size
-
-    def __len__(self) -> int:
-        return len(self.images) // self.batch_size
-
-    def epoch(
-        self, seed: int, epoch: int, stream: int = 0, steps: int | None = None
-    ) -> Iterator[tuple[Tensor, Tensor]]:
-        """The batches of ``epoch``; ``steps`` cycles through fresh permutations if needed."""
-        generator = epoch_generator(seed, epoch, stream)
-        steps = len(self) if steps is None else steps
-        per_rank = self.batch_size // self.world_size
-        order = torch.empty(0, dtype=torch.long)
-        for step in range(steps):
-            start = (step * self.batch_size) % (len(self) * self.batch_size)
-            if start == 0:
-                order = torch.randperm(len(self.images), generator=generator)
-            rows = order[start : start + self.batch_size].to(self.images.device)
-            # Augment the global batch, then keep this process's share: every process draws
-            # the same random numbers, so N processes see exactly the single-process batch.
-            x = crop_flip(self.images[rows], self.padding, self.flip, generator)
-            share = slice(self.rank * per_rank, (self.rank + 1) * per_rank)
-            yield x[share].float().div_(255), self.labels[rows[share]]
+def eval_batches(
+    dataset: Dataset[Any], batch_size: int, device: torch.device
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """The whole of ``dataset`` in order as ``(x, y)`` on ``device`` (uint8 scaled to [0, 1])."""
+    if in_memory(dataset):
+        images, targets = dataset.images, dataset.targets  # type: ignore[attr-defined]
+        for start in range(0, len(images), batch_size):
+            x = images[start : start + batch_size].to(device).float().div_(255)
+            yield x, targets[start : start + batch_size].to(device)
+        return
+    for x, y, *_ in DataLoader(dataset, batch_size=batch_size):
+        yield as_views(x, device)[0], torch.as_tensor(y).to(device)

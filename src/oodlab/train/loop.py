@@ -1,40 +1,43 @@
 """The one training loop of oodlab: every method plugs in through a recipe.
 
-Per step it draws an ID batch (and, for recipes that use them, a batch of auxiliary
-outliers), asks the recipe for the loss — computed from one concatenated forward pass —
-and takes an optimiser step; the learning-rate schedule advances per step. After each
-epoch it measures ID test accuracy (every ``eval_every`` epochs) and writes an atomic,
-verified checkpoint. ``resume=True`` restarts from the last good checkpoint and replays
-the interrupted epoch exactly: batch order and augmentation are functions of
-``(seed, epoch)``, so on the CPU a resumed run ends bit-identical to an uninterrupted one.
-Under ``torchrun`` the model is wrapped in DistributedDataParallel and only rank 0 writes.
+Per step it draws the ID views (and, for recipes that use them, a batch of auxiliary
+outliers), asks the recipe for the loss — computed from one concatenated forward pass — and
+takes an optimiser step; the learning-rate schedule advances per step. After each epoch it
+logs to ``train_log.jsonl``, measures ID test accuracy (every ``eval_every`` epochs) and
+writes an atomic, verified checkpoint. A method may have several stages (PASCL's auxiliary
+branch fine-tuning), each with its own optimiser.
+
+``resume=True`` restarts from the last good checkpoint and replays the interrupted epoch
+exactly: batch order and augmentation are functions of ``(seed, epoch)`` and the global RNG
+states are restored, so on the CPU a resumed run ends bit-identical to an uninterrupted one.
+Under ``torchrun`` the model is wrapped in DistributedDataParallel, each process trains on
+its share of every global batch, and only rank 0 writes.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from torch import nn
+import torch.distributed as dist
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from oodlab.config import RunConfig, TrainConfig
-from oodlab.data import TensorImageDataset, build_benchmark
+from oodlab.config import RunConfig
+from oodlab.data import DeviceBatchLoader, EpochLoader, IdAuxLoader, build_benchmark
+from oodlab.data.benchmarks import Benchmark
 from oodlab.distributed import DistInfo, barrier, init_from_env, shutdown
-from oodlab.errors import ConfigError, DataError
-from oodlab.io import atomic_torch_save, atomic_write_json, atomic_write_text
+from oodlab.errors import ConfigError
+from oodlab.io import atomic_write_json, atomic_write_text
 from oodlab.train import checkpoint
-from oodlab.train.batches import DeviceBatches
-from oodlab.train.recipes import Batch, Recipe, TrainView, build_recipe
-from oodlab.train.run import build_model, read_log, write_run_files
-from oodlab.types import linear_head
+from oodlab.train.batches import Loader, as_views, build_loader, eval_batches
+from oodlab.train.optim import build_optimizer, build_scheduler, lr_factor
+from oodlab.train.recipes import Batch, Recipe, Stage, TrainContext, TrainView, build_recipe
+from oodlab.train.run import append_log, build_model, read_log, save_final_model, write_run_files
 
 
 @dataclass
@@ -48,243 +51,243 @@ class TrainResult:
     images_per_second: float
 
 
-def lr_factor(step: int, steps_per_epoch: int, config: TrainConfig) -> float:
-    """Multiplier of the base learning rate after ``step`` optimiser steps."""
-    epoch = step // steps_per_epoch
-    warmup_steps = config.warmup_epochs * steps_per_epoch
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    if config.schedule == "cosine":  # stepped per epoch, as PASCL / ImOOD / PATT
-        return 0.5 * (1 + math.cos(math.pi * epoch / config.epochs))
-    if config.schedule == "cosine_iter":  # per step (ASCOOD)
-        return 0.5 * (1 + math.cos(math.pi * step / (config.epochs * steps_per_epoch)))
-    if config.schedule == "multistep":
-        return config.gamma ** sum(epoch >= m for m in config.milestones)
-    return 1.0
-
-
-def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """Adam or SGD; the linear head gets ``lr · head_lr_factor`` (ASCOOD's fc factor)."""
-    head = linear_head(model)
-    head_ids = {id(p) for p in head.parameters()} if head is not None else set()
-    body = [p for p in model.parameters() if id(p) not in head_ids and p.requires_grad]
-    groups: list[dict[str, Any]] = [{"params": body, "lr": config.lr}]
-    if head is not None:
-        groups.append({"params": list(head.parameters()), "lr": config.lr * config.head_lr_factor})
-    if config.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.SGD(
-        groups,
-        lr=config.lr,
-        momentum=config.momentum,
-        nesterov=config.nesterov,
-        weight_decay=config.weight_decay,
-    )
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)  # noqa: NPY002  (the legacy global state other code may draw from)
-    torch.manual_seed(seed)
-
-
-def rng_state() -> dict[str, Any]:
-    _, keys, position, *_ = np.random.get_state(legacy=True)  # noqa: NPY002
-    return {
-        "torch": torch.get_rng_state(),
-        "python": list(random.getstate()[1]),
-        "numpy": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
-        "numpy_pos": int(position),
-    }
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate((3, tuple(state["python"]), None))
-    keys = state["numpy"].numpy().astype(np.uint32)
-    np.random.set_state(("MT19937", keys, state["numpy_pos"], 0, 0.0))  # noqa: NPY002
-
-
 @torch.no_grad()
 def id_accuracy(
-    model: nn.Module, dataset: TensorImageDataset, device: torch.device, batch_size: int = 512
+    model: nn.Module, recipe: Recipe, dataset: Any, device: torch.device, batch_size: int = 512
 ) -> float:
-    """Top-1 accuracy of ``model`` on an in-memory ID test set."""
+    """Top-1 accuracy of ``recipe.predict(model, x)`` on the ID test set."""
     was_training = model.training
     model.eval()
-    correct = 0
-    for start in range(0, len(dataset), batch_size):
-        x = dataset.images[start : start + batch_size].to(device).float().div_(255)
-        y = dataset.targets[start : start + batch_size].to(device)
-        correct += int((model(x).argmax(1) == y).sum())
+    correct = total = 0
+    for x, y in eval_batches(dataset, batch_size, device):
+        correct += int((recipe.predict(model, x) == y).sum())
+        total += len(y)
     model.train(was_training)
-    return correct / len(dataset)
-
-
-def _in_memory(dataset: Any, role: str) -> TensorImageDataset:
-    if not isinstance(dataset, TensorImageDataset):
-        raise DataError(
-            f"the {role} set is not held in memory; the training loop currently needs in-memory "
-            "datasets (TensorImageDataset: CIFAR, TinyImages, Fashion-MNIST, synthetic)"
-        )
-    return dataset
+    return correct / max(total, 1)
 
 
 def train(config: RunConfig, run_dir: str | Path, resume: bool = False) -> TrainResult:
-    """Train ``config`` into ``run_dir``; with ``resume`` continue from its last checkpoint."""
+    """Train ``config`` into ``run_dir``; with ``resume``, continue from its last checkpoint.
+
+    Raises:
+        ConfigError: ``run_dir`` already holds a run and ``resume`` is false, or the config
+            is invalid (unknown method or model, bad options).
+        CheckpointError: ``resume`` finds only corrupted checkpoints.
+    """
     run_dir = Path(run_dir)
-    if not resume and (run_dir / checkpoint.LATEST).with_suffix(".pt").exists():
+    if not resume and any((run_dir / n).exists() for n in ("checkpoint.pt", "model.pt")):
         raise ConfigError(
             f"{run_dir} already holds a run; pass --resume to continue it, or another --run-dir"
         )
     info, device = init_from_env(config.train.device)
     try:
-        return _train(config, run_dir, resume, info, device)
+        return _Run(config, run_dir, info, device).fit(resume)
     finally:
         shutdown(info)
 
 
-def _train(
-    config: RunConfig, run_dir: Path, resume: bool, info: DistInfo, device: torch.device
-) -> TrainResult:
-    cfg = config.train
-    data = config.data
-    benchmark = build_benchmark(data.benchmark, data.data_root, seed=data.seed, **data.options)
-    recipe: Recipe = build_recipe(config.method.name, config.method.options, benchmark.class_counts)
-    seed_everything(cfg.seed)
-    model = build_model(config, benchmark.num_classes, benchmark.image_shape[0]).to(device)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    train_set = _in_memory(benchmark.train, "training")
-    test_set = _in_memory(benchmark.test, "ID test")
-    id_batches = DeviceBatches(
-        train_set.images,
-        train_set.targets,
-        data.batch_size,
-        device,
-        data.crop_padding,
-        data.flip,
-        info.rank,
-        info.world_size,
-    )
-    aux_batches = None
-    if recipe.uses_aux:
-        if benchmark.aux is None:
-            raise ConfigError(
-                f"method {config.method.name!r} needs auxiliary outliers; "
-                f"benchmark {benchmark.name!r} has none"
+class _Run:
+    """One training run: benchmark, recipe, model and the stage / epoch / step loops."""
+
+    def __init__(
+        self, config: RunConfig, run_dir: Path, info: DistInfo, device: torch.device
+    ) -> None:
+        self.config, self.run_dir, self.info, self.device = config, run_dir, info, device
+        data = config.data
+        self.benchmark: Benchmark = build_benchmark(
+            data.benchmark, data.data_root, seed=data.seed, **data.options
+        )
+        counts = self.benchmark.class_counts
+        self.recipe = build_recipe(config.method.name, config.method.options, counts)
+        checkpoint.seed_everything(config.train.seed)
+        model = build_model(
+            config.model,
+            config.method,
+            self.benchmark.num_classes,
+            self.benchmark.image_shape[0],
+            self.recipe,
+        ).to(device)
+        if config.train.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        self.images = 0
+        self.step_seconds = 0.0
+        self.accuracy = float("nan")
+        self.num_stages = 1
+        self.quiet = config.train.quiet or not info.is_main
+
+    def fit(self, resume: bool) -> TrainResult:
+        started = time.perf_counter()
+        state = checkpoint.load_latest(self.run_dir) if resume else None
+        done = (0, 0) if state is None else (int(state.get("stage") or 0), int(state["epoch"]))
+        if state is not None:
+            self.recipe.load_state_dict(state["recipe"])
+        if self.info.is_main:
+            write_run_files(
+                self.run_dir, self.config, self.benchmark, self.device, self.info.world_size
             )
-        aux = _in_memory(benchmark.aux, "auxiliary")
-        aux_batches = DeviceBatches(
-            aux.images,
-            aux.targets,
-            data.aux_batch_size or data.batch_size,
-            device,
-            data.crop_padding,
-            data.flip,
-            info.rank,
-            info.world_size,
+            keep = [
+                r for r in read_log(self.run_dir) if (r.get("stage_index", 0), r["epoch"]) < done
+            ]
+            atomic_write_text(self.run_dir / "train_log.jsonl", "")
+            append_log(self.run_dir, keep)
+        barrier(self.info)
+        stages = self.recipe.stages(self.config)
+        self.num_stages = len(stages)
+        for index, stage in enumerate(stages):
+            if index >= done[0]:
+                self._stage(index, stage, state if index == done[0] else None)
+        context = TrainContext(
+            self.config, self.benchmark, self.device, self.run_dir, self.info.is_main
         )
-    optimizer = build_optimizer(model, cfg)
-    steps_per_epoch = len(id_batches)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, steps_per_epoch, cfg)
-    )
-    start_epoch = 0
-    state = checkpoint.load_latest(run_dir) if resume else None
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        recipe.load_state_dict(state["recipe"])
-        set_rng_state(state["rng"])
-        start_epoch = int(state["epoch"])
-    if info.is_main:
-        write_run_files(run_dir, config, benchmark, device, info.world_size)
-        log = [row for row in read_log(run_dir) if row.get("epoch", 0) < start_epoch]
-        atomic_write_text(run_dir / "train_log.jsonl", "".join(_json_line(row) for row in log))
-    barrier(info)
-    net: nn.Module = TrainView(model)
-    if cfg.compile:
-        net = torch.compile(net)  # type: ignore[assignment]
-    if info.enabled:
-        device_ids = [device.index] if device.type == "cuda" else None
-        net = nn.parallel.DistributedDataParallel(net, device_ids=device_ids)
-    use_amp = cfg.amp and device.type == "cuda"
-    started, images, step_seconds = time.perf_counter(), 0, 0.0
-    accuracy = float("nan")
-    for epoch in range(start_epoch, cfg.epochs):
-        epoch_start = time.perf_counter()
-        recipe.on_epoch_start(epoch, cfg.epochs)
-        model.train()
-        aux_iter = (
-            aux_batches.epoch(cfg.seed, epoch, stream=1, steps=steps_per_epoch)
-            if aux_batches
-            else None
-        )
-        progress = tqdm(
-            id_batches.epoch(cfg.seed, epoch),
-            total=steps_per_epoch,
-            desc=f"epoch {epoch + 1}/{cfg.epochs}",
-            disable=cfg.quiet or not info.is_main,
-            leave=False,
-        )
-        logs: dict[str, float] = {}
-        for x, y in progress:
-            x_aux = next(aux_iter)[0] if aux_iter is not None else None
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                loss, logs = recipe.loss(net, Batch(x, y, x_aux))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            images += len(x) * info.world_size
-            progress.set_postfix(loss=f"{float(loss.detach()):.3f}")
-        step_seconds += time.perf_counter() - epoch_start
-        if cfg.eval_every and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
-            accuracy = id_accuracy(model, test_set, device)
-        if info.is_main:
-            row = {
-                "epoch": epoch,
-                "loss": float(loss.detach()),
-                **logs,
-                "lr": scheduler.get_last_lr()[0],
-                "id_accuracy": accuracy,
-                "seconds": time.perf_counter() - started,
-            }
-            with open(run_dir / "train_log.jsonl", "a") as handle:
-                handle.write(_json_line(row))
-            checkpoint.save(
-                run_dir,
+        self.recipe.on_train_end(self.model, context)
+        self.accuracy = id_accuracy(self.model, self.recipe, self.benchmark.test, self.device)
+        seconds = time.perf_counter() - started
+        epochs = sum(s.train.epochs for s in stages)
+        # Throughput of the training steps alone (evaluation and checkpoints excluded).
+        rate = self.images / self.step_seconds if self.step_seconds else float("nan")
+        result = TrainResult(self.run_dir, epochs, self.accuracy, seconds, rate)
+        if self.info.is_main:
+            save_final_model(self.run_dir, self.model, self.config, self.benchmark)
+            atomic_write_json(
+                self.run_dir / "train_summary.json",
                 {
-                    "epoch": epoch + 1,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "recipe": recipe.state_dict(),
-                    "rng": rng_state(),
+                    "epochs": epochs,
+                    "final_id_accuracy": self.accuracy,
+                    "seconds_this_session": seconds,
+                    "images_per_second": rate,
                 },
             )
-        barrier(info)
-    recipe.on_train_end(model, {"benchmark": benchmark, "device": device, "run_dir": run_dir})
-    if not cfg.eval_every or math.isnan(accuracy):
-        accuracy = id_accuracy(model, test_set, device)
-    seconds = time.perf_counter() - started
-    # Throughput of the training steps alone (accuracy evaluation and checkpoints excluded).
-    result = TrainResult(run_dir, cfg.epochs, accuracy, seconds, images / max(step_seconds, 1e-9))
-    if info.is_main:
-        atomic_torch_save(run_dir / "model.pt", model.state_dict())
-        atomic_write_json(
-            run_dir / "train_summary.json",
-            {
-                "epochs": cfg.epochs,
-                "final_id_accuracy": accuracy,
-                "seconds_this_session": seconds,
-                "images_per_second": result.images_per_second,
-            },
+        barrier(self.info)
+        return result
+
+    def _stage(self, index: int, stage: Stage, state: dict[str, Any] | None) -> None:
+        cfg, data, info, recipe, device = (
+            stage.train,
+            self.config.data,
+            self.info,
+            self.recipe,
+            self.device,
         )
-    return result
+        recipe.on_stage_start(stage, self.model)
+        if state is not None:
+            self.model.load_state_dict(state["model"])
+        global_batch = stage.batch_size or data.batch_size
+        id_loader = self._loader(self.benchmark.train, global_batch, index, 0, stage.views)
+        loader: Loader = id_loader
+        if stage.uses_aux:
+            if self.benchmark.aux is None:
+                raise ConfigError(
+                    f"method {self.config.method.name!r} needs auxiliary outliers; benchmark "
+                    f"{self.benchmark.name!r} has none"
+                )
+            size = stage.aux_batch_size or data.aux_batch_size or global_batch
+            loader = IdAuxLoader(id_loader, self._loader(self.benchmark.aux, size, index, 1, 1))
+        optimizer = build_optimizer(recipe.param_groups(self.model, cfg), cfg)
+        scheduler = build_scheduler(optimizer, len(id_loader), cfg)
+        amp = cfg.amp if cfg.amp is not None else device.type == "cuda"
+        dtype = torch.float16 if cfg.amp_dtype == "float16" else torch.bfloat16
+        fp16 = amp and dtype == torch.float16 and device.type == "cuda"
+        scaler = torch.amp.GradScaler(device.type, enabled=fp16)
+        start_epoch, step = 0, 0
+        if state is not None:
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            scaler.load_state_dict(state["scaler"])
+            loader.load_state_dict(state["loaders"])
+            checkpoint.set_rng_state(state["rng"])
+            start_epoch, step = int(state["epoch"]), int(state["step"])
+        net: nn.Module = TrainView(self.model)
+        if info.enabled:
+            net = nn.parallel.DistributedDataParallel(
+                net,
+                device_ids=[device.index] if device.type == "cuda" else None,
+                find_unused_parameters=recipe.find_unused_parameters,
+            )
+        if cfg.compile:
+            net = torch.compile(net)  # type: ignore[assignment]
+        max_steps = cfg.max_steps or cfg.epochs * len(id_loader)
+        for epoch in range(start_epoch, cfg.epochs):
+            if step >= max_steps:
+                break
+            steps = min(len(id_loader), max_steps - step)
+            recipe.on_epoch_start(epoch, stage)
+            recipe.train_mode(self.model, stage)
+            where = {"stage": stage.name, "stage_index": index, "epoch": epoch}
+            tic, totals, lr = time.perf_counter(), dict[str, Tensor](), float("nan")
+            desc = f"{stage.name} {epoch + 1}/{cfg.epochs}"
+            for i, item in enumerate(tqdm(loader, desc, steps, leave=False, disable=self.quiet)):
+                (x, y), x_aux = item if stage.uses_aux else (item, None)
+                views = as_views(x, device)
+                if cfg.channels_last:
+                    views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+                aux = None if x_aux is None else as_views(x_aux[0], device)[0]
+                y = y.to(device, non_blocking=True)
+                batch = Batch(views, y, aux, self.model, stage.name, epoch, step)
+                with torch.autocast(device.type, dtype=dtype, enabled=amp):
+                    loss, logs = recipe.loss(net, batch)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                lr = optimizer.param_groups[0]["lr"]  # the rate this step used
+                scheduler.step()
+                recipe.after_step(batch)
+                step += 1
+                for name, value in {"loss": loss, **logs}.items():
+                    value = value.detach().float()
+                    totals[name] = totals[name] + value if name in totals else value
+                self.images += global_batch
+                if cfg.log_every and step % cfg.log_every == 0 and info.is_main:
+                    row = {"scope": "step", **where, "step": step, "loss": float(loss.detach())}
+                    append_log(self.run_dir, [row])
+                if i + 1 == steps < len(id_loader):  # a step budget ends inside the epoch
+                    break
+            means = self._mean(totals, steps)  # synchronises the device before timing
+            seconds = time.perf_counter() - tic
+            self.step_seconds += seconds
+            finished = epoch + 1 if step < max_steps else cfg.epochs
+            row = {"scope": "epoch", **where, "step": step, **means, "lr": lr}
+            row["images_per_s"] = steps * global_batch / seconds
+            last = index == self.num_stages - 1 and finished == cfg.epochs
+            if info.is_main and cfg.eval_every and ((epoch + 1) % cfg.eval_every == 0 or last):
+                self.accuracy = id_accuracy(self.model, recipe, self.benchmark.test, device)
+                row["id_accuracy"] = self.accuracy
+            if info.is_main:
+                append_log(self.run_dir, [row])
+                ckpt: dict[str, Any] = {"stage": index, "epoch": finished, "step": step}
+                ckpt |= {"model": self.model.state_dict(), "optimizer": optimizer.state_dict()}
+                ckpt |= {"scheduler": scheduler.state_dict(), "scaler": scaler.state_dict()}
+                ckpt |= {"recipe": recipe.state_dict(), "rng": checkpoint.rng_state()}
+                ckpt["loaders"] = loader.state_dict()
+                checkpoint.save(self.run_dir, ckpt)
+            barrier(info)
+
+    def _loader(
+        self, dataset: Any, batch_size: int, stage: int, stream: int, views: int
+    ) -> DeviceBatchLoader | EpochLoader:
+        seed = (self.config.train.seed * 1_000_003 + stage) * 7919 + stream
+        return build_loader(
+            dataset,
+            batch_size,
+            self.config.data,
+            self.device,
+            seed,
+            views,
+            self.info.rank,
+            self.info.world_size,
+        )
+
+    def _mean(self, totals: dict[str, Tensor], steps: int) -> dict[str, float]:
+        """Epoch means of the logged terms, averaged over processes (one sync per epoch)."""
+        if not totals:
+            return {}
+        values = torch.stack([v.to(self.device) for v in totals.values()])
+        if self.info.enabled:
+            dist.all_reduce(values)
+            values /= self.info.world_size
+        means = (values / max(steps, 1)).tolist()
+        return {k: (v if math.isfinite(v) else float("nan")) for k, v in zip(totals, means)}
 
 
-def _json_line(row: dict[str, Any]) -> str:
-    return json.dumps(row) + "\n"
+__all__ = ["TrainResult", "id_accuracy", "lr_factor", "train"]

@@ -1,10 +1,15 @@
 """Run folders: what a training run writes, and how to rebuild its model afterwards.
 
-A run folder holds ``config.yaml`` (the resolved :class:`~oodlab.config.RunConfig`),
-``meta.json`` (package and torch versions, git commit, device, seed, world size, input
-shape), ``class_counts.json``, ``lt_indices.npy`` (the exact long-tail subsample),
-``train_log.jsonl``, ``checkpoint.pt`` (+ ``checkpoint.prev.pt``) while training, and
-``model.pt`` (final weights) when it has finished.
+A run folder holds:
+
+* ``config.yaml``: the resolved :class:`~oodlab.config.RunConfig`;
+* ``meta.json``: package and torch versions, git commit, device, seed, world size, benchmark;
+* ``class_counts.json`` and ``lt_indices.npy`` (the exact long-tail subsample, when any);
+* ``train_log.jsonl``: one JSON object per epoch (and per ``log_every`` steps);
+* ``checkpoint.pt`` (+ ``checkpoint.prev.pt``, each with a ``.json`` hash record) while training;
+* ``model.pt`` (final weights only) and ``model.json`` (what rebuilds the model: model and
+  method configs, classes, input channels, class counts) when it has finished;
+* ``train_summary.json``: final ID accuracy, time and throughput.
 """
 
 from __future__ import annotations
@@ -12,22 +17,33 @@ from __future__ import annotations
 import json
 import platform
 import subprocess
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 import oodlab
-from oodlab.config import RunConfig, load_config, save_resolved
+from oodlab.config import (
+    MethodConfig,
+    ModelConfig,
+    RunConfig,
+    from_dict,
+    load_config,
+    save_resolved,
+    to_dict,
+)
 from oodlab.data.benchmarks import Benchmark
-from oodlab.errors import CheckpointError
-from oodlab.io import atomic_write, atomic_write_json, safe_torch_load
-from oodlab.models import MODELS
+from oodlab.errors import CheckpointError, ConfigError
+from oodlab.io import atomic_torch_save, atomic_write, atomic_write_json, safe_torch_load
+from oodlab.models import MODELS, attach_heads
+from oodlab.train.recipes import METHODS, Recipe, build_recipe
 
 
 def git_commit() -> str | None:
+    """The commit of the source tree oodlab runs from, if it is a git checkout."""
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"],
@@ -64,7 +80,7 @@ def write_run_files(
             "benchmark_info": benchmark.info,
         },
     )
-    atomic_write_json(run_dir / "class_counts.json", benchmark.class_counts)
+    atomic_write_json(run_dir / "class_counts.json", list(benchmark.class_counts))
     if benchmark.lt_indices is not None:
         indices = np.asarray(benchmark.lt_indices, dtype=np.int64)
         atomic_write(
@@ -77,57 +93,125 @@ def load_run_config(run_dir: str | Path) -> RunConfig:
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise CheckpointError(
-            f"{run_dir} is not a run folder (no config.yaml); "
-            "pass a folder written by `oodlab train`"
+            f"{run_dir} is not a run folder (no config.yaml); pass a folder written by "
+            "`oodlab train`"
         )
     return load_config(RunConfig, path)
 
 
-def build_model(config: RunConfig, num_classes: int, in_channels: int) -> nn.Module:
-    """The run's model with the extra heads its method attaches, untrained."""
-    from oodlab.train.recipes import build_recipe
-
-    model: nn.Module = MODELS.create(
-        config.model.name, num_classes=num_classes, in_channels=in_channels, **config.model.options
+def build_model(
+    model: ModelConfig,
+    method: MethodConfig,
+    num_classes: int,
+    in_channels: int,
+    recipe: Recipe | None = None,
+) -> nn.Module:
+    """The untrained model of a run: the backbone with the extra heads its method declares."""
+    if recipe is None:
+        recipe = build_recipe(method.name, method.options, [1] * num_classes)
+    factory = MODELS.get(model.name).factory
+    try:
+        backbone: nn.Module = factory(
+            num_classes=recipe.num_outputs(num_classes), in_channels=in_channels, **model.options
+        )
+    except TypeError as exc:
+        raise ConfigError(f"model.options of {model.name!r}: {exc}") from None
+    with_heads = attach_heads(
+        backbone,
+        num_classes,
+        heads=recipe.heads,
+        classifier=recipe.classifier,
+        zscore_sigma=recipe.zscore_sigma,
+        mean=model.mean,
+        std=model.std,
     )
-    recipe = build_recipe(config.method.name, config.method.options, [1] * num_classes)
-    return recipe.prepare_model(model)
+    return recipe.prepare_model(with_heads)
+
+
+def load_weights(model: nn.Module, state: Mapping[str, Tensor], source: str) -> None:
+    """``model.load_state_dict(state)``; a mismatch raises one line saying what differs."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    reshaped = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or reshaped:
+        parts = [
+            f"{len(keys)} {what} (e.g. {keys[0]})"
+            for keys, what in (
+                (missing, "missing"),
+                (unexpected, "unexpected"),
+                (reshaped, "with another shape"),
+            )
+            if keys
+        ]
+        raise CheckpointError(
+            f"{source} does not fit the {type(model).__name__} model: tensors "
+            f"{', '.join(parts)}; was it saved from another architecture or class count?"
+        )
+    model.load_state_dict(state)
+
+
+def save_final_model(
+    run_dir: Path, model: nn.Module, config: RunConfig, benchmark: Benchmark
+) -> None:
+    """``model.pt`` (weights only) and ``model.json`` (what rebuilds the model)."""
+    atomic_torch_save(run_dir / "model.pt", model.state_dict())
+    atomic_write_json(
+        run_dir / "model.json",
+        {
+            "model": to_dict(config.model),
+            "method": to_dict(config.method),
+            "num_classes": benchmark.num_classes,
+            "in_channels": benchmark.image_shape[0],
+            "image_shape": list(benchmark.image_shape),
+            "class_counts": list(benchmark.class_counts),
+        },
+    )
 
 
 def load_model_from_run(run_dir: str | Path, device: str | torch.device = "cpu") -> nn.Module:
-    """The trained model of a finished run, in eval mode."""
+    """The trained model of a finished run (with its extra heads), in eval mode on ``device``."""
     run_dir = Path(run_dir)
-    config = load_run_config(run_dir)
-    weights = run_dir / "model.pt"
-    if not weights.is_file():
+    weights, spec_path = run_dir / "model.pt", run_dir / "model.json"
+    if not weights.is_file() or not spec_path.is_file():
+        if not (run_dir / "config.yaml").is_file():
+            raise CheckpointError(
+                f"{run_dir} is not a run folder (no config.yaml, no model.pt); "
+                "pass a folder written by `oodlab train`"
+            )
         raise CheckpointError(
-            f"{run_dir} has no model.pt: the run has not finished; "
-            "resume it with `oodlab train --resume`"
+            f"{run_dir} has no model.pt/model.json: the run has not finished; resume it "
+            "with `oodlab train CONFIG --run-dir DIR --resume`"
         )
-    meta = json.loads((run_dir / "meta.json").read_text())
-    model = build_model(config, meta["num_classes"], meta["image_shape"][0])
-    state = safe_torch_load(weights)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise CheckpointError(
-            f"{weights} does not fit the model of {run_dir}/config.yaml: {first}"
-        ) from None
+    spec = json.loads(spec_path.read_text())
+    model = build_model(
+        from_dict(ModelConfig, spec["model"], where="model.json model"),
+        from_dict(MethodConfig, spec["method"], where="model.json method"),
+        int(spec["num_classes"]),
+        int(spec["in_channels"]),
+        build_recipe(spec["method"]["name"], spec["method"]["options"], spec["class_counts"]),
+    )
+    load_weights(model, safe_torch_load(weights), str(weights))
     return model.to(device).eval()
 
 
 def default_scores_of_run(config: RunConfig) -> list[str]:
     """The score the run's method is evaluated with, plus MSP and energy."""
-    from oodlab.train.recipes import METHODS
-
-    entry = METHODS.get(config.method.name)
-    own = entry.extra.get("default_score", "msp")
+    own = METHODS.get(config.method.name).extra.get("default_score", "msp")
     return list(dict.fromkeys([own, "msp", "energy"]))
 
 
 def read_log(run_dir: Path) -> list[dict[str, Any]]:
+    """The rows of ``train_log.jsonl`` (an empty list if there is none)."""
     path = run_dir / "train_log.jsonl"
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def append_log(run_dir: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """Append rows to ``train_log.jsonl`` (non-finite floats are written as null)."""
+    with open(run_dir / "train_log.jsonl", "a") as handle:
+        for row in rows:
+            clean = {k: None if isinstance(v, float) and v != v else v for k, v in row.items()}
+            handle.write(json.dumps(clean) + "\n")

@@ -1,0 +1,9 @@
+"""Training methods: one recipe per file, registered in :data:`oodlab.train.recipes.METHODS`.
+
+Add a method as ``methods/<name>.py`` (a :class:`~oodlab.train.recipes.Recipe` subclass
+decorated with ``@register_method``) and import it here.
+"""
+
+from oodlab.train.methods import ce, oe
+
+_modules = [ce, oe]
