@@ -87,32 +87,23 @@ _preset(
         methods=FMNIST_METHODS,
     )
 )
-_preset(
-    BenchPreset(
-        name="fmnist_lt",
-        description="Fashion-MNIST-LT (rho 0.01) vs digits and textures; small CNN; 3 seeds",
-        base={
-            "data": {"benchmark": "fmnist_lt", "batch_size": 128, "crop_padding": 2},
-            "model": {"name": "small_cnn"},
-            "train": {"epochs": 20, "lr": 0.003, "quiet": True},
-        },
-        methods=FMNIST_METHODS,
-        seeds=(0, 1, 2),
+for _name, _what in (
+    ("fmnist_lt", "Fashion-MNIST-LT (rho 0.01) vs digits and textures"),
+    ("fmnist_lt_open", "Fashion-MNIST-LT with 4 held-out classes as near-OOD"),
+):
+    _preset(
+        BenchPreset(
+            name=_name,
+            description=f"{_what}; small CNN; 3 seeds",
+            base={
+                "data": {"benchmark": _name, "batch_size": 128, "crop_padding": 2},
+                "model": {"name": "small_cnn"},
+                "train": {"epochs": 20, "lr": 0.003, "quiet": True},
+            },
+            methods=FMNIST_METHODS,
+            seeds=(0, 1, 2),
+        )
     )
-)
-_preset(
-    BenchPreset(
-        name="fmnist_lt_open",
-        description="Fashion-MNIST-LT with 4 held-out classes as near-OOD; small CNN; 3 seeds",
-        base={
-            "data": {"benchmark": "fmnist_lt_open", "batch_size": 128, "crop_padding": 2},
-            "model": {"name": "small_cnn"},
-            "train": {"epochs": 20, "lr": 0.003, "quiet": True},
-        },
-        methods=FMNIST_METHODS,
-        seeds=(0, 1, 2),
-    )
-)
 _preset(
     BenchPreset(
         name="synthetic",
