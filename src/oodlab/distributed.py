@@ -1,7 +1,10 @@
 """torchrun integration: read the environment torchrun sets, start and stop the process group.
 
 Multi-GPU and multi-node runs are launched with PyTorch's own launcher, e.g.
-``torchrun --nproc_per_node=4 -m oodlab.cli train CONFIG``; nothing here spawns processes.
+``torchrun --nproc_per_node=4 -m oodlab.cli train CONFIG`` (add ``--nnodes``,
+``--rdzv_endpoint`` for several nodes); nothing here spawns processes. The process group uses
+NCCL on CUDA and gloo on the CPU; rank 0 alone logs and writes checkpoints, and each process
+trains on ``batch_size / world_size`` images of every global batch.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from oodlab.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -41,10 +46,17 @@ def resolve_device(device: str, local_rank: int = 0) -> torch.device:
 
 def init_from_env(device: str = "auto") -> tuple[DistInfo, torch.device]:
     """Join the process group if torchrun started this process; returns (info, device)."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size <= 1:
-        return DistInfo(), resolve_device(device)
-    info = DistInfo(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0")), world_size)
+    try:
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        if world_size <= 1:
+            return DistInfo(), resolve_device(device)
+        rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    except (KeyError, ValueError):
+        raise ConfigError(
+            "WORLD_SIZE > 1 but RANK / LOCAL_RANK are missing or not integers; launch "
+            "multi-process runs with torchrun"
+        ) from None
+    info = DistInfo(rank, local_rank, world_size)
     target = resolve_device(device, info.local_rank)
     if target.type == "cuda":
         torch.cuda.set_device(target)
@@ -54,10 +66,12 @@ def init_from_env(device: str = "auto") -> tuple[DistInfo, torch.device]:
 
 
 def barrier(info: DistInfo) -> None:
+    """Wait for every process (no-op outside torchrun)."""
     if info.enabled and dist.is_initialized():
         dist.barrier()
 
 
 def shutdown(info: DistInfo) -> None:
+    """Leave the process group (no-op outside torchrun)."""
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()

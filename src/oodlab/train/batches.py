@@ -6,9 +6,11 @@
   at a time (``data.crop_padding``, ``data.flip``, ``data.color_jitter``), several views drawn
   independently. Under torchrun each process augments its share of the global batch with the
   draws of the whole batch, so N processes see exactly the single-process batches.
-* Any other dataset (decoded from files) trains through
-  :class:`~oodlab.data.loaders.EpochLoader` with its own transform (which does the
-  augmentation); several views call that transform several times.
+* Any other dataset (decoded from files), or any set to which a method's stage gives its own
+  transform (``Stage.transform``, e.g. PATT's three views ``"patt_views"``), trains through
+  :class:`~oodlab.data.loaders.EpochLoader` with that transform (which does the
+  augmentation); several views call it several times, unless it is a
+  :class:`~oodlab.data.MultiView` that makes them.
 * With outliers, :class:`~oodlab.data.loaders.IdAuxLoader` zips the ID loader with an endlessly
   cycling auxiliary loader.
 
@@ -19,7 +21,7 @@ checkpoint stores them, so a resumed run draws exactly the batches it would have
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -27,7 +29,14 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from oodlab.config import DataConfig
-from oodlab.data import ColorJitterLite, DeviceBatchLoader, EpochLoader, IdAuxLoader, MultiView
+from oodlab.data import (
+    ColorJitterLite,
+    DeviceBatchLoader,
+    EpochLoader,
+    IdAuxLoader,
+    MultiView,
+    build_transform,
+)
 from oodlab.errors import ConfigError
 
 Loader = DeviceBatchLoader | EpochLoader | IdAuxLoader
@@ -58,11 +67,24 @@ class _Repeated(Dataset[tuple[tuple[Tensor, ...], int]]):
         return tuple(item[0] for item in items), int(items[0][1])
 
 
+def with_transform(dataset: Dataset[Any], transform: str | Callable[..., Any]) -> Dataset[Any]:
+    """A shallow copy of ``dataset`` with another per-item ``transform`` (or preset name of
+    :data:`oodlab.data.TRANSFORM_PRESETS`, e.g. ``"patt_views"``)."""
+    if not hasattr(dataset, "transform"):
+        raise ConfigError(
+            f"{type(dataset).__name__} has no transform attribute; a method's stage cannot "
+            "give it a training transform"
+        )
+    copied = copy.copy(dataset)
+    copied.transform = build_transform(transform) if isinstance(transform, str) else transform
+    return copied
+
+
 def with_views(dataset: Dataset[Any], views: int) -> Dataset[Any]:
     """``dataset`` whose items hold ``views`` independently transformed copies of the image."""
-    if views == 1:
-        return dataset
     transform = getattr(dataset, "transform", None)
+    if views == 1 or (isinstance(transform, MultiView) and len(transform.transforms) == views):
+        return dataset  # one view, or a transform that already makes the views
     if transform is not None:  # transform once per view, decode once
         copied = copy.copy(dataset)
         copied.transform = MultiView(transform, n=views)  # type: ignore[attr-defined]

@@ -34,7 +34,7 @@ from oodlab.distributed import DistInfo, barrier, init_from_env, shutdown
 from oodlab.errors import ConfigError
 from oodlab.io import atomic_write_json, atomic_write_text
 from oodlab.train import checkpoint
-from oodlab.train.batches import Loader, as_views, build_loader, eval_batches
+from oodlab.train.batches import Loader, as_views, build_loader, eval_batches, with_transform
 from oodlab.train.optim import build_optimizer, build_scheduler, lr_factor
 from oodlab.train.recipes import Batch, Recipe, Stage, TrainContext, TrainView, build_recipe
 from oodlab.train.run import append_log, build_model, read_log, save_final_model, write_run_files
@@ -173,16 +173,21 @@ class _Run:
         if state is not None:
             self.model.load_state_dict(state["model"])
         global_batch = stage.batch_size or data.batch_size
-        id_loader = self._loader(self.benchmark.train, global_batch, index, 0, stage.views)
+        train_set, aux_set = self.benchmark.train, self.benchmark.aux
+        if stage.transform is not None:
+            train_set = with_transform(train_set, stage.transform)
+        if stage.aux_transform is not None and aux_set is not None:
+            aux_set = with_transform(aux_set, stage.aux_transform)
+        id_loader = self._loader(train_set, global_batch, index, 0, stage.views)
         loader: Loader = id_loader
         if stage.uses_aux:
-            if self.benchmark.aux is None:
+            if aux_set is None:
                 raise ConfigError(
                     f"method {self.config.method.name!r} needs auxiliary outliers; benchmark "
                     f"{self.benchmark.name!r} has none"
                 )
             size = stage.aux_batch_size or data.aux_batch_size or global_batch
-            loader = IdAuxLoader(id_loader, self._loader(self.benchmark.aux, size, index, 1, 1))
+            loader = IdAuxLoader(id_loader, self._loader(aux_set, size, index, 1, 1))
         optimizer = build_optimizer(recipe.param_groups(self.model, cfg), cfg)
         scheduler = build_scheduler(optimizer, len(id_loader), cfg)
         amp = cfg.amp if cfg.amp is not None else device.type == "cuda"

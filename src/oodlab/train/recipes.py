@@ -35,8 +35,9 @@ validated against ``config_type`` (unknown keys and wrong types fail with one li
   the classifier's size (ImOOD's bin_disc: ``C + 1``). The model builder attaches these, both
   for training and when :func:`~oodlab.train.run.load_model_from_run` rebuilds the model;
 * ``stages(config)``: the training stages, each with its own optimiser settings, batch sizes,
-  views and use of outliers (default: one stage from ``config.train``; PASCL adds its
-  auxiliary-branch fine-tuning as a second stage on ID data only).
+  views, use of outliers and, if needed, training transforms (default: one stage from
+  ``config.train``; PASCL adds its auxiliary-branch fine-tuning as a second stage on ID data
+  only; PATT's stage asks for ``transform="patt_views"``, ``aux_transform="patt_aux"``).
 
 **The step.** ``loss(net, batch) -> (loss, logs)`` computes the objective. ``net`` is the
 DDP-wrapped :class:`TrainView`; run **one** concatenated forward over every ID view and the
@@ -96,6 +97,10 @@ class Stage:
         train: optimiser, schedule and epochs of the stage.
         views: ID views per image; ``uses_aux``: draw auxiliary outliers.
         batch_size, aux_batch_size: override ``data.batch_size`` / ``data.aux_batch_size``.
+        transform, aux_transform: per-item training transforms of the ID and auxiliary sets
+            (a preset name of :data:`oodlab.data.TRANSFORM_PRESETS` such as ``"patt_views"``,
+            or a callable on uint8 ``(C, H, W)`` images). ``None``: the benchmark's own — for
+            in-memory sets, batch augmentation on the device (``data.crop_padding``, ...).
     """
 
     name: str
@@ -104,6 +109,8 @@ class Stage:
     uses_aux: bool = False
     batch_size: int | None = None
     aux_batch_size: int | None = None
+    transform: str | Callable[..., Any] | None = None
+    aux_transform: str | Callable[..., Any] | None = None
 
 
 @dataclass
