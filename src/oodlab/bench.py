@@ -63,7 +63,13 @@ FMNIST_METHODS = (
     BenchMethod("ce", ("method.name=ce",)),
     BenchMethod("ce_logit_adjust", ("method.name=ce", "method.options.tau=1.0")),
     BenchMethod("oe", ("method.name=oe", "method.options.weight=0.5")),
+    BenchMethod("energy_oe", ("method.name=energy_oe",), "energy"),
+    BenchMethod("bin_disc", ("method.name=bin_disc",), "bin_disc"),
+    BenchMethod("pascl", ("method.name=pascl", "method.options.abf_epochs=3")),
+    BenchMethod("imood", ("method.name=imood",), "bin_disc"),
+    BenchMethod("patt", ("method.name=patt", "method.options.views=batch"), "patt_energy"),
 )
+DEMO_METHODS = tuple(m for m in FMNIST_METHODS if m.label in ("ce", "oe", "imood", "patt"))
 
 
 def _preset(preset: BenchPreset) -> None:
@@ -73,7 +79,7 @@ def _preset(preset: BenchPreset) -> None:
 _preset(
     BenchPreset(
         name="demo",
-        description="reduced fmnist_lt: 3 methods, small CNN, whole score zoo (CPU, minutes)",
+        description="reduced fmnist_lt: CE, OE, ImOOD, PATT; small CNN; whole score zoo (CPU)",
         base={
             "data": {
                 "benchmark": "fmnist_lt",
@@ -84,7 +90,7 @@ _preset(
             "model": {"name": "small_cnn", "options": {"width": 0.5}},
             "train": {"epochs": 8, "lr": 0.003, "quiet": True},
         },
-        methods=FMNIST_METHODS,
+        methods=DEMO_METHODS,
     )
 )
 for _name, _what in (
@@ -98,7 +104,7 @@ for _name, _what in (
             base={
                 "data": {"benchmark": _name, "batch_size": 128, "crop_padding": 2},
                 "model": {"name": "small_cnn"},
-                "train": {"epochs": 20, "lr": 0.003, "quiet": True},
+                "train": {"epochs": 12, "lr": 0.003, "quiet": True},
             },
             methods=FMNIST_METHODS,
             seeds=(0, 1, 2),

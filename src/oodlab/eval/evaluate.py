@@ -288,7 +288,8 @@ def evaluate(
         )
         raw[name] = {"id": id_scores.numpy(), **{k: v.numpy() for k, v in set_scores.items()}}
 
-    predictions = id_out.logits.argmax(1)
+    # A model with a separate classification branch (PASCL's ABF) classifies with it.
+    predictions = id_out.extras.get("class_logits", id_out.logits).argmax(1)
     labels = id_out.labels
     shot = None
     if class_counts is not None:

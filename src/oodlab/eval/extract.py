@@ -6,7 +6,9 @@ same model on the same data never re-runs the network. Every score, OOD set and
 hyper-parameter candidate is then served from these cached :class:`~oodlab.types.Outputs`.
 
 A model either follows oodlab's protocol (``features(x)`` and ``head(z)``, optionally
-``linear_head()`` and ``extra_outputs(z)``), or is any ``nn.Module`` whose last
+``linear_head()``, ``extra_outputs(z)`` and ``input_outputs(x)`` — outputs computed from the
+input by another path, such as PASCL's classification branch ``class_logits``, which then
+gives the ID accuracy), or is any ``nn.Module`` whose last
 ``nn.Linear`` (in registration order) maps the penultimate features to the logits, as
 in torchvision's classifiers; its input is then captured with a forward pre-hook.
 """
@@ -107,6 +109,9 @@ class _Forward:
             logits = self.model.head(z)  # type: ignore[operator]
             extra_fn = getattr(self.model, "extra_outputs", None)
             extras = extra_fn(z) if callable(extra_fn) else {}
+            input_fn = getattr(self.model, "input_outputs", None)  # e.g. a second branch
+            if callable(input_fn):
+                extras = {**extras, **input_fn(x)}
             return logits, z, extras
         captured: list[Tensor] = []
         assert self.linear is not None  # set in __init__ for non-native models

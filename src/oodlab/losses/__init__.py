@@ -8,8 +8,16 @@ from oodlab.registry import Registry
 LOSSES: Registry = Registry("loss")
 register_loss = LOSSES.register
 
-from oodlab.losses import ce, oe  # noqa: E402  (the registry must exist first)
+from oodlab.losses import (  # noqa: E402  (the registry must exist first)
+    bindisc,
+    ce,
+    energy_oe,
+    imood,
+    oe,
+    pascl,
+    patt,
+)
 
 __all__ = ["LOSSES", "register_loss"]
 
-_modules = [ce, oe]
+_modules = [bindisc, ce, energy_oe, imood, oe, pascl, patt]

@@ -90,6 +90,26 @@ class LinearHead(nn.Linear):
             nn.init.zeros_(self.bias)
 
 
+@register_head("imood_bias", paper="Liu et al. (ImOOD), NeurIPS 2024, arXiv:2407.16430")
+class ImOODBiasHead(nn.Module):
+    """ImOOD's training-time heads: the γ head ``W_γ z + b_γ`` ``(N, C)`` and ``affine``.
+
+    ``forward(z)`` gives the γ logits (``γ = exp(·)``, bias zero-initialised; the official
+    ``lambda_linear``); ``affine`` is the learnable ``(a, b)`` of ``g = a·s(x) + b`` that
+    turns a scalar detector score into a discriminator logit (the official ``aux_linear``,
+    used in training only). Reference: long_tailed.md §2.2, §2.3, §2.5.
+    """
+
+    def __init__(self, in_dim: int, num_classes: int) -> None:
+        super().__init__()
+        self.gamma = nn.Linear(in_dim, num_classes)
+        nn.init.zeros_(self.gamma.bias)
+        self.affine = nn.Linear(1, 1)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.gamma(z)
+
+
 @register_head("group_softmax", paper="Huang & Li (MOS), CVPR 2021, arXiv:2105.01879")
 class GroupSoftmaxHead(nn.Linear):
     """MOS group-softmax classifier: ``Σ_g (n_g + 1)`` logits, "others" at index 0 of each group.
@@ -226,7 +246,7 @@ def build_head(spec: Mapping[str, Any], name: str, in_dim: int, num_classes: int
     options = dict(spec)
     kind = str(options.pop("kind", name))
     factory = HEADS.get(kind).factory
-    if kind in ("linear", "group_softmax"):
+    if kind in ("linear", "group_softmax", "imood_bias"):
         options.setdefault("num_classes", num_classes)
     try:
         return factory(in_dim, **options)

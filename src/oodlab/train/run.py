@@ -197,7 +197,11 @@ def load_model_from_run(run_dir: str | Path, device: str | torch.device = "cpu")
 
 def default_scores_of_run(config: RunConfig) -> list[str]:
     """The score the run's method is evaluated with, plus MSP and energy."""
-    own = METHODS.get(config.method.name).extra.get("default_score", "msp")
+    entry = METHODS.get(config.method.name)
+    own = entry.extra.get("default_score", "msp")
+    if callable(own):  # the score depends on the options (ImOOD's detector)
+        kind = entry.config_type
+        own = own(from_dict(kind, config.method.options, where="method.options") if kind else None)
     return list(dict.fromkeys([own, "msp", "energy"]))
 
 

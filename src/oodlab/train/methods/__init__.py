@@ -4,6 +4,6 @@ Add a method as ``methods/<name>.py`` (a :class:`~oodlab.train.recipes.Recipe` s
 decorated with ``@register_method``) and import it here.
 """
 
-from oodlab.train.methods import ce, oe
+from oodlab.train.methods import bin_disc, ce, energy_oe, imood, oe, pascl, patt
 
-_modules = [ce, oe]
+_modules = [bin_disc, ce, energy_oe, imood, oe, pascl, patt]
