@@ -1,9 +1,11 @@
 """Fill the README's result sections from the files the code wrote (never typed by hand).
 
 * ``demo-results``: the main table of ``runs/demo/summary.json`` (written by ``oodlab demo``);
+* ``bench-results``: the method's-own-score rows and the trend checks of
+  ``benchmarks/results/fmnist_lt/summary.json`` (a copy of ``oodlab bench fmnist_lt``'s);
 * ``speed-results``: the figures of ``benchmarks/results/*.json``.
 
-Usage: ``python benchmarks/update_readme.py [--demo runs/demo]``.
+Usage: ``python benchmarks/update_readme.py [--demo runs/demo] [--bench DIR]``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import re
 from pathlib import Path
 
 from oodlab.bench import HEADER, table_rows
+from oodlab.bench_trends import trends_markdown
 from oodlab.eval.report import markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,6 +72,7 @@ def speed_lines(results: Path) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--demo", type=Path, default=ROOT / "runs" / "demo")
+    parser.add_argument("--bench", type=Path, default=ROOT / "benchmarks/results/fmnist_lt")
     args = parser.parse_args()
     readme = ROOT / "README.md"
     text = readme.read_text()
@@ -78,6 +82,18 @@ def main() -> None:
         text = replace_section(
             text, "demo-results", markdown_table(HEADER, table_rows(summary, True))
         )
+    bench_file = args.bench / "summary.json"
+    if bench_file.is_file():
+        bench = json.loads(bench_file.read_text())
+        own = {**bench, "rows": [r for r in bench["rows"] if r["default_score"]], "highlight": []}
+        body = [
+            f"Seeds: {bench['seeds']}.",
+            "",
+            markdown_table(HEADER, table_rows(own)),
+            "",
+            *trends_markdown(bench.get("trends", [])),
+        ]
+        text = replace_section(text, "bench-results", "\n".join(body))
     text = replace_section(text, "speed-results", speed_lines(ROOT / "benchmarks" / "results"))
     readme.write_text(text)
 

@@ -14,116 +14,18 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from oodlab.config import RunConfig, apply_overrides, from_dict, to_dict
+from oodlab.bench_presets import PRESETS, BenchMethod, BenchPreset
+from oodlab.bench_trends import check_trends, trends_markdown
+from oodlab.config import RunConfig, apply_overrides, from_dict, load_yaml, to_dict
 from oodlab.eval.report import markdown_table, percent, save_flagged_per_class
 from oodlab.io import atomic_write_json, atomic_write_text
-from oodlab.registry import Registry
 
-
-@dataclass(frozen=True)
-class BenchMethod:
-    """One row group of the table: a label, config overrides, and the method's own score."""
-
-    label: str
-    overrides: tuple[str, ...]
-    default_score: str = "msp"
-
-
-@dataclass(frozen=True)
-class BenchPreset:
-    """A base run config, the methods compared on it, the seeds, and evaluation options."""
-
-    name: str
-    base: dict[str, Any]
-    methods: tuple[BenchMethod, ...]
-    seeds: tuple[int, ...] = (0,)
-    scores: str = "zoo"
-    highlight: tuple[str, ...] = (
-        "msp",
-        "energy",
-        "ada_energy",
-        "patt_energy",
-        "knn",
-        "mahalanobis",
-    )
-    eval_batch_size: int = 512
-    description: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-PRESETS: Registry[BenchPreset] = Registry("bench preset")
-
-FMNIST_METHODS = (
-    BenchMethod("ce", ("method.name=ce",)),
-    BenchMethod("ce_logit_adjust", ("method.name=ce", "method.options.tau=1.0")),
-    BenchMethod("oe", ("method.name=oe", "method.options.weight=0.5")),
-    BenchMethod("energy_oe", ("method.name=energy_oe",), "energy"),
-    BenchMethod("bin_disc", ("method.name=bin_disc",), "bin_disc"),
-    BenchMethod("pascl", ("method.name=pascl", "method.options.abf_epochs=3")),
-    BenchMethod("imood", ("method.name=imood",), "bin_disc"),
-    BenchMethod("patt", ("method.name=patt", "method.options.views=batch"), "patt_energy"),
-)
-DEMO_METHODS = tuple(m for m in FMNIST_METHODS if m.label in ("ce", "oe", "imood", "patt"))
-
-
-def _preset(preset: BenchPreset) -> None:
-    PRESETS.register(preset.name, paper=preset.description)(lambda: preset)
-
-
-_preset(
-    BenchPreset(
-        name="demo",
-        description="reduced fmnist_lt: CE, OE, ImOOD, PATT; small CNN; whole score zoo (CPU)",
-        base={
-            "data": {
-                "benchmark": "fmnist_lt",
-                "options": {"n_max": 2000, "test_size": 3000, "n_aux": 10000, "n_textures": 1000},
-                "batch_size": 128,
-                "crop_padding": 2,
-            },
-            "model": {"name": "small_cnn", "options": {"width": 0.5}},
-            "train": {"epochs": 8, "lr": 0.003, "quiet": True},
-        },
-        methods=DEMO_METHODS,
-    )
-)
-for _name, _what in (
-    ("fmnist_lt", "Fashion-MNIST-LT (rho 0.01) vs digits and textures"),
-    ("fmnist_lt_open", "Fashion-MNIST-LT with 4 held-out classes as near-OOD"),
-):
-    _preset(
-        BenchPreset(
-            name=_name,
-            description=f"{_what}; small CNN; 3 seeds",
-            base={
-                "data": {"benchmark": _name, "batch_size": 128, "crop_padding": 2},
-                "model": {"name": "small_cnn"},
-                "train": {"epochs": 12, "lr": 0.003, "quiet": True},
-            },
-            methods=FMNIST_METHODS,
-            seeds=(0, 1, 2),
-        )
-    )
-_preset(
-    BenchPreset(
-        name="synthetic",
-        description="generated images, seconds: for tests of the bench itself",
-        base={
-            "data": {"benchmark": "synthetic", "batch_size": 32, "crop_padding": 2},
-            "model": {"name": "small_cnn", "options": {"width": 0.25}},
-            "train": {"epochs": 2, "lr": 0.003, "quiet": True},
-        },
-        methods=(FMNIST_METHODS[0], FMNIST_METHODS[2]),
-        seeds=(0, 1),
-        eval_batch_size=64,
-    )
-)
+__all__ = ["PRESETS", "BenchMethod", "BenchPreset", "run_bench", "run_config", "summarise"]
 
 
 def run_config(
@@ -132,7 +34,8 @@ def run_config(
     overrides = [*method.overrides, f"train.seed={seed}", f"data.seed={seed}"]
     if data_root is not None:
         overrides.append(f"data.data_root={data_root}")
-    return from_dict(RunConfig, apply_overrides(preset.base, overrides))
+    base = preset.base if method.config_file is None else load_yaml(method.config_file)
+    return from_dict(RunConfig, apply_overrides(base, overrides))
 
 
 def run_bench(
@@ -256,6 +159,7 @@ def summarise(preset: BenchPreset, results: dict[str, dict[int, dict[str, Any]]]
         "seeds": sorted({s for r in results.values() for s in r}),
         "highlight": list(preset.highlight),
         "rows": rows,
+        "trends": check_trends(rows),
     }
 
 
@@ -310,6 +214,7 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         "",
         markdown_table(HEADER, table_rows(summary, only_highlight=True)),
         "",
+        *trends_markdown(summary.get("trends", [])),
         "## Every score",
         "",
         markdown_table(HEADER, table_rows(summary)),

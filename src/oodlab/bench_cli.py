@@ -18,6 +18,7 @@ def add_bench_parsers(sub: Any) -> None:
     p.add_argument("preset", choices=PRESETS.names())
     p.add_argument("--out", type=Path, help="output folder (default: runs/bench-<preset>)")
     p.add_argument("--seeds", help="comma-separated seeds (default: the preset's)")
+    p.add_argument("--data-root", type=Path, help="folder holding the preset's datasets")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_bench)
 
@@ -41,7 +42,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     out = args.out or Path("runs") / f"bench-{args.preset}"
     seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None
-    summary = run_bench(args.preset, out, seeds=seeds, quiet=args.quiet)
+    summary = run_bench(args.preset, out, seeds=seeds, quiet=args.quiet, data_root=args.data_root)
     _report(summary, out)
     return 0
 

@@ -9,6 +9,7 @@ from oodlab.registry import Registry
 DATASETS: Registry = Registry("dataset")
 register_dataset = DATASETS.register
 
+from oodlab.data import paper_benchmarks  # noqa: E402  (registers cifar*_lt, imagenet_lt)
 from oodlab.data.benchmarks import (  # noqa: E402  (the registries above must exist first)
     BENCHMARKS,
     Benchmark,
@@ -30,6 +31,7 @@ from oodlab.data.datasets import (  # noqa: E402
 )
 
 _modules = [
+    paper_benchmarks,
     bundled,
     cifar,
     finegrained,
