@@ -140,12 +140,11 @@ def summarise(preset: BenchPreset, results: dict[str, dict[int, dict[str, Any]]]
                 for metric in METRICS:
                     values = [r["scores"][score]["means"][group][metric] for r in per_seed.values()]
                     row[f"{group}.{metric}"] = _mean_std(values)
-            row["id_accuracy"] = _mean_std([r["id_accuracy"] for r in per_seed.values()])
+            # A score that classifies with its own logits (PATT) carries its own accuracy.
+            acc = [r["scores"][score].get("accuracy") or r for r in per_seed.values()]
+            row["id_accuracy"] = _mean_std([a["id_accuracy"] for a in acc])
             for shot in ("many_acc", "medium_acc", "few_acc"):
-                values = [
-                    (r.get("shot_accuracy") or {}).get(shot, float("nan"))
-                    for r in per_seed.values()
-                ]
+                values = [(a.get("shot_accuracy") or {}).get(shot, float("nan")) for a in acc]
                 row[shot] = _mean_std(values)
             rows.append(row)
     return {

@@ -196,3 +196,32 @@ def test_fake_ood_images_count_as_id_for_their_set(toy, tmp_path):
             fake_ood={"nope": fake["far_a"]},
             extract_config=_config(tmp_path),
         )
+
+
+def test_patt_calibration_classifies_with_its_calibrated_logits(toy, tmp_path):
+    """The accuracy reported for ``patt_energy`` is that of argmax W(h * a) + b, with ``a``
+    re-derived here in numpy from the class-balanced and outlier feature statistics."""
+    id_test, ood, train = _datasets(toy)
+    aux = TensorDataset(toy.x_ood, torch.full((len(toy.x_ood),), -1))
+    counts = torch.bincount(toy.y_train).tolist()
+    result = evaluate(
+        toy.model, id_test, ood, ["patt_energy", "msp"], train=train, aux=aux,
+        class_counts=counts, extract_config=_config(tmp_path),
+    )  # fmt: skip
+    w = toy.model.classifier.weight.detach().double().numpy()
+    b = toy.model.classifier.bias.detach().double().numpy()
+    h_tr, y_tr = toy.x_train.flatten(1).double().numpy(), toy.y_train.numpy()
+    prior = np.bincount(y_tr) / len(y_tr)
+    a_id = np.mean([(h_tr[y_tr == c] * w[c] / prior[c]).mean(0) for c in range(len(prior))], 0)
+    h_aux = toy.x_ood.flatten(1).double().numpy()
+    virtual = (h_aux @ w.T + b).argmax(1)
+    a_ood = (h_aux * w[virtual] / prior[virtual][:, None]).mean(0)
+    diff = a_id - a_ood
+    a = 2 * (diff - diff.min()) / (diff.max() - diff.min())
+    h_id = toy.x_id.flatten(1).double().numpy()
+    expected = ((h_id * a) @ w.T + b).argmax(1) == toy.y_id.numpy()
+    got = result.scores["patt_energy"].accuracy
+    assert got["id_accuracy"] == pytest.approx(expected.mean())
+    assert result.scores["msp"].accuracy is None  # MSP classifies with the raw logits
+    plain = ((h_id @ w.T + b).argmax(1) == toy.y_id.numpy()).mean()
+    assert result.id_accuracy == pytest.approx(plain)

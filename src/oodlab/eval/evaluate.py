@@ -84,6 +84,7 @@ class ScoreResult:
     needs_network: bool
     tuning: dict[str, Any] | None = None
     seconds: float = 0.0
+    accuracy: dict[str, Any] | None = None
 
 
 @dataclass
@@ -116,6 +117,7 @@ class EvalResult:
                     "seconds": r.seconds,
                     "per_set": r.per_set,
                     "means": r.means,
+                    **({"accuracy": r.accuracy} if r.accuracy is not None else {}),
                 }
                 for name, r in self.scores.items()
             },
@@ -145,6 +147,15 @@ def _registered_name(score: Score) -> str:
         if entry.factory is type(score):
             return entry.name
     return type(score).__name__.lower()
+
+
+def _accuracy(logits: Tensor, labels: Tensor, class_counts: Sequence[int] | None) -> dict[str, Any]:
+    """Top-1 ID accuracy of ``logits`` and, with training counts, many / medium / few-shot."""
+    predictions, truth = logits.argmax(1).numpy(), labels.numpy()
+    shot = None
+    if class_counts is not None:
+        shot = metrics.shot_accuracy(predictions, truth, np.asarray(class_counts))
+    return {"id_accuracy": metrics.accuracy(predictions, truth), "shot_accuracy": shot}
 
 
 def evaluate(
@@ -277,6 +288,8 @@ def evaluate(
             k: metrics.ood_metrics(_with_fake(id_scores, fake_scores.get(k)), v)
             for k, v in set_scores.items()
         }
+        # A score that re-weights the classifier (PATT's calibration) also classifies with it.
+        calibrated = getattr(score, "calibrated_logits", None)
         results[name] = ScoreResult(
             name=name,
             params=score.get_params(),
@@ -285,19 +298,20 @@ def evaluate(
             needs_network=isinstance(score, InputGradientScore),
             tuning=tuning,
             seconds=time.perf_counter() - start,
+            accuracy=_accuracy(calibrated(id_out), id_out.labels, class_counts)
+            if callable(calibrated)
+            else None,
         )
         raw[name] = {"id": id_scores.numpy(), **{k: v.numpy() for k, v in set_scores.items()}}
 
     # A model with a separate classification branch (PASCL's ABF) classifies with it.
-    predictions = id_out.extras.get("class_logits", id_out.logits).argmax(1)
-    labels = id_out.labels
-    shot = None
-    if class_counts is not None:
-        shot = metrics.shot_accuracy(predictions.numpy(), labels.numpy(), np.asarray(class_counts))
+    accuracy = _accuracy(
+        id_out.extras.get("class_logits", id_out.logits), id_out.labels, class_counts
+    )
     result = EvalResult(
         scores=results,
-        id_accuracy=metrics.accuracy(predictions.numpy(), labels.numpy()),
-        shot_accuracy=shot,
+        id_accuracy=accuracy["id_accuracy"],
+        shot_accuracy=accuracy["shot_accuracy"],
         near=tuple(near),
         far=tuple(far),
         meta={
@@ -309,7 +323,7 @@ def evaluate(
         },
         skipped=skipped,
         raw=raw,
-        per_class_flagged=_flagged_per_class(raw, labels.numpy(), id_out.num_classes),
+        per_class_flagged=_flagged_per_class(raw, id_out.labels.numpy(), id_out.num_classes),
     )
     if out_dir is not None:
         from oodlab.eval.report import write_report
