@@ -98,6 +98,11 @@ class ImOODRecipe(Recipe):
         self.regulariser = ImOODRegulariser(self.prior, options.tau, options.smoothing)
         self.tail = tail_classes(class_counts, options.k)
 
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        if self.options.detector == "bin_disc":  # the affine maps a score: unused here (DDP)
+            model.extra_heads["imood_bias"].affine.requires_grad_(False)  # type: ignore[index, union-attr]
+        return model
+
     def _detector_logit(self, model: nn.Module, z: Tensor) -> dict[str, Tensor]:
         """``g = a·s(f(z)) + b`` inside the forward, so DDP sees the affine's gradient."""
         affine = model.extra_heads["imood_bias"].affine  # type: ignore[index, union-attr]
