@@ -7,13 +7,8 @@ import torch
 from torch.utils.data import DistributedSampler
 
 from oodlab.data import TensorImageDataset
-from oodlab.data.loaders import (
-    ClassBalancedSampler,
-    DeviceBatchLoader,
-    EpochLoader,
-    EpochSampler,
-    IdAuxLoader,
-)
+from oodlab.data.loaders import DeviceBatchLoader, EpochLoader, IdAuxLoader
+from oodlab.data.samplers import ClassBalancedSampler, EpochSampler
 from oodlab.data.transforms import ColorJitterLite
 from oodlab.errors import DataError
 

@@ -44,14 +44,9 @@ _modules = [
     tinyimages,
 ]
 
-from oodlab.data.loaders import (  # noqa: E402
-    ClassBalancedSampler,
-    DeviceBatchLoader,
-    EpochLoader,
-    EpochSampler,
-    IdAuxLoader,
-)
+from oodlab.data.loaders import DeviceBatchLoader, EpochLoader, IdAuxLoader  # noqa: E402
 from oodlab.data.longtail import LongTail, longtail_counts, longtail_indices  # noqa: E402
+from oodlab.data.samplers import ClassBalancedSampler, EpochSampler  # noqa: E402
 from oodlab.data.transforms import (  # noqa: E402
     TRANSFORM_PRESETS,
     ColorJitterLite,
