@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from oodlab.config import RunConfig, load_config
-from oodlab.train.recipes import build_recipe
+from oodlab.config import RunConfig, from_dict, load_config
+from oodlab.train.recipes import METHODS, build_recipe
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
 
@@ -21,5 +21,10 @@ def test_there_are_configs_for_every_benchmark_family():
 def test_config_validates(path):
     config = load_config(RunConfig, path)
     assert path.read_text().startswith("#"), "each config starts with a comment saying what it is"
-    recipe = build_recipe(config.method.name, config.method.options, [100, 10])
-    assert recipe.stages(config)[0].train.epochs == config.train.epochs
+    entry = METHODS.get(config.method.name)  # an unknown method fails here
+    options = from_dict(entry.config_type, config.method.options, where=str(path))
+    assert options is not None
+    if path.parent.name in ("fmnist_lt", "cifar10_lt", "cifar100_lt"):
+        counts = [500 // (c + 1) for c in range(100 if "100" in path.parent.name else 10)]
+        recipe = build_recipe(config.method.name, config.method.options, counts)
+        assert recipe.stages(config)[0].train.epochs == config.train.epochs

@@ -54,7 +54,7 @@ class BenchPreset:
 
 PRESETS: Registry[BenchPreset] = Registry("bench preset")
 
-FMNIST_METHODS = (
+FMNIST_METHODS: tuple[BenchMethod, ...] = (
     BenchMethod("ce", ("method.name=ce",)),
     BenchMethod("ce_logit_adjust", ("method.name=ce", "method.options.tau=1.0")),
     BenchMethod("oe", ("method.name=oe", "method.options.weight=0.5")),
@@ -63,6 +63,13 @@ FMNIST_METHODS = (
     BenchMethod("pascl", ("method.name=pascl", "method.options.abf_epochs=3")),
     BenchMethod("imood", ("method.name=imood",), "bin_disc"),
     BenchMethod("patt", ("method.name=patt", "method.options.views=batch"), "patt_energy"),
+)
+# NPOS, ASCOOD and MOS take their CPU-sized settings from configs/fmnist_lt/ (same budget).
+FMNIST_METHODS += tuple(
+    BenchMethod(
+        label, (), score, Path(__file__).resolve().parents[2] / f"configs/fmnist_lt/{label}.yaml"
+    )
+    for label, score in (("npos", "knn"), ("ascood", "iodin"), ("mos", "mos"))
 )
 DEMO_METHODS = tuple(m for m in FMNIST_METHODS if m.label in ("ce", "oe", "imood", "patt"))
 

@@ -27,6 +27,7 @@ def _inputs(seed: int) -> dict[str, Tensor]:
         "z_aux": torch.randn(B_AUX, D, generator=g),
         "g": torch.randn(B + B_AUX, generator=g),
         "gamma": torch.randn(B + B_AUX, C, generator=g),
+        "group_logits": torch.randn(B, 6, generator=g),  # MOS: groups {0, 1}, {2, 3} + others
     }
     return {k: v.requires_grad_() for k, v in t.items()}
 
@@ -82,7 +83,25 @@ def _patt(t):
     return value, ("logits2", "z", "z2", "logits")
 
 
+def _npos(t):
+    value = make("npos", C, D)(F.normalize(t["z"], dim=1), Y, t["g"][:B], t["g"][B:])
+    return value, ("z", "g")
+
+
+def _npos_features(t):
+    terms = make("npos_features", 8.0, 0.1).terms(t["logits2"], Y, t["g"][:B], t["g"][B:])
+    return terms["loss"], ("logits2", "g")
+
+
+def _mos(t):
+    return make("mos", [[0, 1], [2, 3]])(t["group_logits"], Y), ("group_logits",)
+
+
 CASES: dict[str, Case] = {
+    "ascood": _mixed("ascood", 1.0),
+    "mos": _mos,
+    "npos": _npos,
+    "npos_features": _npos_features,
     "ce": _ce,
     "oe": _mixed("oe", 0.5),
     "energy_oe": _mixed("energy_oe", 0.1, -2.0, -1.0),

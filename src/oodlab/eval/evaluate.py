@@ -149,9 +149,22 @@ def _registered_name(score: Score) -> str:
     return type(score).__name__.lower()
 
 
-def _accuracy(logits: Tensor, labels: Tensor, class_counts: Sequence[int] | None) -> dict[str, Any]:
-    """Top-1 ID accuracy of ``logits`` and, with training counts, many / medium / few-shot."""
-    predictions, truth = logits.argmax(1).numpy(), labels.numpy()
+def _accuracy(
+    logits: Tensor, labels: Tensor, class_counts: Sequence[int] | None, model: Any = None
+) -> dict[str, Any]:
+    """Top-1 ID accuracy of ``logits`` and, with training counts, many / medium / few-shot.
+
+    A group-softmax model (MOS: ``group_sizes`` and the ``group_class_ids`` buffer) predicts
+    with the group-aware rule, mapped back to the original class ids."""
+    group_sizes = getattr(model, "group_sizes", None)
+    class_ids = getattr(model, "group_class_ids", None)
+    if group_sizes and isinstance(class_ids, Tensor):
+        from oodlab.scores.mos import mos_predict
+
+        predicted = class_ids.cpu()[mos_predict(logits, group_sizes)]
+    else:
+        predicted = logits.argmax(1)
+    predictions, truth = predicted.numpy(), labels.numpy()
     shot = None
     if class_counts is not None:
         shot = metrics.shot_accuracy(predictions, truth, np.asarray(class_counts))
@@ -306,7 +319,7 @@ def evaluate(
 
     # A model with a separate classification branch (PASCL's ABF) classifies with it.
     accuracy = _accuracy(
-        id_out.extras.get("class_logits", id_out.logits), id_out.labels, class_counts
+        id_out.extras.get("class_logits", id_out.logits), id_out.labels, class_counts, model
     )
     result = EvalResult(
         scores=results,

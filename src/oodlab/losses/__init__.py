@@ -9,10 +9,13 @@ LOSSES: Registry = Registry("loss")
 register_loss = LOSSES.register
 
 from oodlab.losses import (  # noqa: E402  (the registry must exist first)
+    ascood,
     bindisc,
     ce,
     energy_oe,
     imood,
+    mos,
+    npos,
     oe,
     pascl,
     patt,
@@ -20,4 +23,4 @@ from oodlab.losses import (  # noqa: E402  (the registry must exist first)
 
 __all__ = ["LOSSES", "register_loss"]
 
-_modules = [bindisc, ce, energy_oe, imood, oe, pascl, patt]
+_modules = [ascood, bindisc, ce, energy_oe, imood, mos, npos, oe, pascl, patt]

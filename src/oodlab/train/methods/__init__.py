@@ -4,6 +4,18 @@ Add a method as ``methods/<name>.py`` (a :class:`~oodlab.train.recipes.Recipe` s
 decorated with ``@register_method``) and import it here.
 """
 
-from oodlab.train.methods import bin_disc, ce, energy_oe, imood, oe, pascl, patt
+from oodlab.train.methods import (
+    ascood,
+    bin_disc,
+    ce,
+    energy_oe,
+    imood,
+    mos,
+    npos,
+    npos_features,
+    oe,
+    pascl,
+    patt,
+)
 
-_modules = [bin_disc, ce, energy_oe, imood, oe, pascl, patt]
+_modules = [ascood, bin_disc, ce, energy_oe, imood, mos, npos, npos_features, oe, pascl, patt]

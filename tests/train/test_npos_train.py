@@ -1,0 +1,195 @@
+"""End to end: ``npos`` on the generated benchmark then its default score (KNN), and the
+feature-space pipeline on generated ``.npy`` / ``.pt`` files then MCM, checked by hand."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from oodlab.cli import main
+from oodlab.config import RunConfig, apply_overrides, from_dict
+from oodlab.errors import ConfigError, DataError
+from oodlab.io import safe_torch_load
+from oodlab.models.heads import BinaryDiscriminator
+from oodlab.synthesis.feature_data import FeatureTail
+from oodlab.train import checkpoint
+from oodlab.train.loop import train
+from oodlab.train.methods.npos import NPOSRecipe
+from oodlab.train.methods.npos_features import NPOSFeaturesRecipe, train_on_features
+from oodlab.train.recipes import Batch
+from oodlab.train.run import default_scores_of_run, load_model_from_run, load_run_config, read_log
+
+SMALL = {
+    "start_epoch": 1,
+    "queue_size": 24,
+    "noise_samples": 16,
+    "select": 6,
+    "pick": 2,
+    "keep": 3,
+    "k": 4,
+}
+BASE = {
+    "data": {"benchmark": "synthetic", "batch_size": 16, "crop_padding": 2},
+    "model": {"name": "small_cnn", "options": {"width": 0.25}},
+    "train": {"epochs": 3, "lr": 0.003, "quiet": True, "device": "cpu"},
+    "method": {"name": "npos", "options": SMALL},
+}
+
+
+def test_npos_trains_synthesises_and_evaluates_with_knn(tmp_path):
+    run = tmp_path / "run"
+    train(from_dict(RunConfig, BASE), run)
+    rows = [r for r in read_log(run) if r["scope"] == "epoch"]
+    # Epoch 0: queues fill, no synthesis; from epoch 1: C · P · R = 4 · 2 · 3 outliers a step.
+    assert rows[0]["outliers"] == 0
+    assert rows[0]["open"] == 0
+    assert rows[2]["outliers"] == 24
+    assert rows[2]["open"] > 0
+    state = checkpoint.load_latest(run)["recipe"]
+    assert state["synthesizer"]["counts"].tolist() == [24] * 4
+    assert state["synthesizer"]["queue"].shape == (4, 24, 32)  # small_cnn width 0.25: 32-d
+    model = load_model_from_run(run)
+    assert set(model.extra_heads) == {"projection", "bin_logit"}
+    assert default_scores_of_run(load_run_config(run))[0] == "knn"
+    assert main(["eval", str(run), "--cache-dir", str(tmp_path / "cache"), "--quiet"]) == 0
+    results = json.loads((run / "eval" / "results.json").read_text())
+    # The noise set is far from every class square: KNN (k = 50) ranks it above chance.
+    assert results["scores"]["knn"]["per_set"]["noise"]["auroc"] > 0.6
+    assert "knn" not in results["skipped"]
+
+
+class SimulatedCrashError(RuntimeError):
+    pass
+
+
+@pytest.mark.slow
+def test_a_crash_resumes_bit_identically_with_queues_and_prototypes(tmp_path, monkeypatch):
+    two_epochs = apply_overrides(BASE, ["train.epochs=2"])
+    full = tmp_path / "full"
+    train(from_dict(RunConfig, two_epochs), full)
+
+    def crash(self, batch):
+        if batch.step == 12:  # inside epoch 1 (synthesis on), after epoch 0's checkpoint
+            raise SimulatedCrashError
+
+    crashed = tmp_path / "crashed"
+    with monkeypatch.context() as patch:
+        patch.setattr(NPOSRecipe, "after_step", crash)
+        with pytest.raises(SimulatedCrashError):
+            train(from_dict(RunConfig, two_epochs), crashed)
+    train(from_dict(RunConfig, two_epochs), crashed, resume=True)
+    a, b = checkpoint.load_latest(crashed), checkpoint.load_latest(full)
+    for key in ("queue", "counts"):
+        assert torch.equal(a["recipe"]["synthesizer"][key], b["recipe"]["synthesizer"][key])
+    assert torch.equal(a["recipe"]["prototypes"], b["recipe"]["prototypes"])
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in b["model"])
+    assert a["recipe"]["synthesizer"]["counts"].tolist() == [24] * 4
+
+
+def _write_features(root: Path, seed: int = 0) -> dict[str, str]:
+    rng = np.random.default_rng(seed)
+    classes, dim = 3, 8
+    text = rng.normal(size=(classes, dim)).astype(np.float32)
+
+    def split(n: int) -> tuple[np.ndarray, np.ndarray]:
+        y = rng.integers(0, classes, n)
+        return (text[y] + 0.5 * rng.normal(size=(n, dim))).astype(np.float32), y
+
+    x, y = split(240)
+    xt, yt = split(90)
+    files = {
+        "train_features": "x.npy",
+        "train_labels": "y.npy",
+        "class_embeddings": "t.pt",
+        "test_features": "xt.npy",
+        "test_labels": "yt.npy",
+    }
+    for key, arr in zip(files, (x, y, text, xt, yt)):
+        path = root / files[key]
+        if path.suffix == ".pt":
+            torch.save(torch.from_numpy(arr), path)
+        else:
+            np.save(path, arr)
+    np.save(root / "ood.npy", (2.0 * rng.normal(size=(90, dim))).astype(np.float32))
+    return {k: str(root / v) for k, v in files.items()}
+
+
+def _feature_config(files: dict[str, str], root: Path) -> dict:
+    options = {
+        **files,
+        "ood_features": {"noise": str(root / "ood.npy")},
+        "start_epoch": 1,
+        "queue_size": 20,
+        "noise_samples": 12,
+        "select": 5,
+        "pick": 2,
+        "keep": 2,
+        "k": 4,
+    }
+    return {
+        "data": {"batch_size": 32},
+        "train": {
+            "epochs": 3,
+            "optimizer": "sgd",
+            "lr": 0.1,
+            "weight_decay": 1e-4,
+            "schedule": "constant",
+            "device": "cpu",
+            "seed": 1,
+        },
+        "method": {"name": "npos_features", "options": options},
+    }
+
+
+def test_feature_pipeline_trains_and_scores_with_mcm_checked_by_hand(tmp_path):
+    files = _write_features(tmp_path)
+    out = tmp_path / "out"
+    results = train_on_features(from_dict(RunConfig, _feature_config(files, tmp_path)), out)
+    assert json.loads((out / "results.json").read_text())["mean"] == results["mean"]
+    assert [r["open"] > 0 for r in results["train_log"]] == [False, True, True]
+    weights = safe_torch_load(out / "model.pt")
+    tail = FeatureTail(8, 8)
+    tail.load_state_dict(weights["tail"])
+    BinaryDiscriminator(8, 32).load_state_dict(weights["phi"])
+    text = torch.load(files["class_embeddings"], weights_only=True)
+    text = text / text.norm(dim=1, keepdim=True)
+
+    def msp_of_cosines(path: str) -> np.ndarray:
+        with torch.no_grad():
+            e = tail(torch.from_numpy(np.load(path)))
+        cos = (e / e.norm(dim=1, keepdim=True)) @ text.T
+        return torch.softmax(cos, dim=1).max(1).values.numpy()  # MCM, higher = more ID
+
+    id_mcm, ood_mcm = (
+        msp_of_cosines(files["test_features"]),
+        msp_of_cosines(str(tmp_path / "ood.npy")),
+    )
+    labels = np.r_[np.zeros(len(id_mcm)), np.ones(len(ood_mcm))]
+    auroc = roc_auc_score(labels, -np.r_[id_mcm, ood_mcm])
+    assert results["ood"]["noise"]["auroc"] == pytest.approx(auroc, abs=1e-6)
+    assert results["id_accuracy"] > 0.9
+    assert auroc > 0.8
+
+
+def test_feature_pipeline_errors_are_one_line(tmp_path):
+    files = _write_features(tmp_path)
+    cfg = _feature_config(files, tmp_path)
+    cfg["method"]["options"]["train_labels"] = str(tmp_path / "missing.npy")
+    with pytest.raises(DataError, match="does not exist"):
+        train_on_features(from_dict(RunConfig, cfg), tmp_path / "o1")
+    np.save(tmp_path / "short.npy", np.zeros(5, dtype=np.int64))
+    cfg["method"]["options"]["train_labels"] = str(tmp_path / "short.npy")
+    with pytest.raises(DataError, match=r"must be \(240,\) integers"):
+        train_on_features(from_dict(RunConfig, cfg), tmp_path / "o2")
+    np.save(tmp_path / "t3.npy", np.zeros((3, 5), dtype=np.float32))
+    cfg["method"]["options"]["train_labels"] = files["train_labels"]
+    cfg["method"]["options"]["test_features"] = str(tmp_path / "t3.npy")
+    with pytest.raises(DataError, match="dimension 5, expected 8"):
+        train_on_features(from_dict(RunConfig, cfg), tmp_path / "o3")
+    with pytest.raises(ConfigError, match="embedding files"):
+        NPOSFeaturesRecipe(None, [1, 1]).loss(torch.nn.Identity(), Batch([], torch.zeros(0)))
