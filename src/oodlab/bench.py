@@ -22,6 +22,7 @@ import numpy as np
 from oodlab.bench_presets import PRESETS, BenchMethod, BenchPreset
 from oodlab.bench_trends import check_trends, trends_markdown
 from oodlab.config import RunConfig, apply_overrides, from_dict, load_yaml, to_dict
+from oodlab.errors import ConfigError
 from oodlab.eval.report import markdown_table, percent, save_flagged_per_class
 from oodlab.io import atomic_write_json, atomic_write_text
 
@@ -102,10 +103,16 @@ def run_bench(
                     out_dir=run_dir / "eval",
                 )
             results.setdefault(method.label, {})[seed] = json.loads(eval_file.read_text())
+            evaluated = results[method.label][seed]
+            why = evaluated.get("skipped", {}).get(method.default_score)
+            if why is not None:
+                raise ConfigError(
+                    f"{method.label}: its score {method.default_score!r} could not be computed "
+                    f"({why}); fix that, then delete {eval_file.parent} to evaluate again"
+                )
             if seed == seeds[0]:
                 flagged[method.label] = np.asarray(
-                    results[method.label][seed]["per_class_flagged"][method.default_score],
-                    dtype=float,
+                    evaluated["per_class_flagged"][method.default_score], dtype=float
                 )
     summary = summarise(preset, results)
     write_summary(summary, out)

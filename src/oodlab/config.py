@@ -281,12 +281,16 @@ class ModelConfig:
         options: the model's own options (e.g. ``width``, ``norm``).
         mean, std: per-channel normalisation applied inside the model, so that training and
             evaluation both feed images in [0, 1] (``null``: none, as PASCL / ImOOD).
+        weights: a local file of pretrained backbone weights loaded before training (a
+            torchvision ``.pth`` state dict, or BiT's ``.npz``); nothing is downloaded. A
+            classifier of another class count is dropped (``null``: train from scratch).
     """
 
     name: str = "small_cnn"
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
     mean: list[float] | None = None
     std: list[float] | None = None
+    weights: str | None = None
 
     def __post_init__(self) -> None:
         check(

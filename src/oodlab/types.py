@@ -10,6 +10,9 @@ from torch import Tensor, nn
 
 from oodlab.errors import DataError
 
+HEAD_INPUT = "head_input"
+"""Key in :attr:`Outputs.extras` of the linear head's input, when it differs from the features."""
+
 
 @runtime_checkable
 class FeatureClassifier(Protocol):
@@ -19,8 +22,13 @@ class FeatureClassifier(Protocol):
     ``head(z)`` the class logits ``(N, C)``; ``model(x) == head(features(x))``.
     Optional extra methods a model may define:
 
-    * ``linear_head() -> nn.Linear``: the affine map from ``features`` to logits,
-      when ``head`` is not itself an ``nn.Linear`` (it gives scores W and b);
+    * ``linear_head() -> nn.Linear``: the final affine map of ``head``, when ``head`` is
+      not itself an ``nn.Linear`` (it gives scores W and b);
+    * ``head_input(z) -> Tensor | None``: the input of that linear layer when ``head``
+      transforms the features first (ASCOOD's z-score: ``head(z) = W·zscore(z) + b``), else
+      ``None``. Evaluation caches it as ``extras["head_input"]``; the scores that rebuild
+      logits as ``W·x + b`` use it, feature-space scores keep ``features`` (see
+      :func:`oodlab.scores.base.head_features`);
     * ``extra_outputs(z) -> dict[str, Tensor]``: extra per-sample head outputs
       (e.g. ``"bin_logit"`` of a binary discriminator) cached beside the logits;
     * ``intermediate_features(x) -> list[Tensor]``: spatially pooled activations of
@@ -48,9 +56,11 @@ class Outputs:
 
     Attributes:
         logits: ``(N, C)`` class logits.
-        features: ``(N, D)`` penultimate features (the input of the linear head).
+        features: ``(N, D)`` penultimate features (the input of the linear head, unless
+            ``extras[HEAD_INPUT]`` holds a transformed one).
         labels: ``(N,)`` integer labels; ``-1`` where unknown (OOD sets).
-        extras: other per-sample head outputs, each with first dimension ``N``.
+        extras: other per-sample head outputs, each with first dimension ``N``; under
+            :data:`HEAD_INPUT` the classifier's input where it is not ``features``.
         head_weight: ``(C, D)`` weight of the linear head, if the model has one.
         head_bias: ``(C,)`` bias of the linear head, if any.
     """

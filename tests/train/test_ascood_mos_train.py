@@ -14,7 +14,6 @@ import oodlab.train.methods.mos  # noqa: F401  (registers the recipes)
 from oodlab.config import RunConfig, TrainConfig, apply_overrides, from_dict, load_config
 from oodlab.data import build_benchmark
 from oodlab.errors import ConfigError
-from oodlab.eval.cli import _with_model_options
 from oodlab.eval.evaluate import evaluate
 from oodlab.eval.extract import ExtractConfig
 from oodlab.train.loop import train
@@ -37,7 +36,7 @@ def evaluate_run(run: Path, cfg: RunConfig) -> dict:
     """The run evaluated with its method's default score, as `oodlab eval RUN` picks it."""
     model = load_model_from_run(run)
     benchmark = build_benchmark("synthetic")
-    scores = [_with_model_options(s, model) for s in default_scores_of_run(cfg)[:1]]
+    scores = default_scores_of_run(cfg)[:1]
     extract = ExtractConfig(batch_size=64, device="cpu", cache_dir=None, quiet=True)
     result = evaluate(
         model,

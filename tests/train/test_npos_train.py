@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from sklearn.metrics import roc_auc_score
 
 from oodlab.cli import main
@@ -146,11 +147,17 @@ def _feature_config(files: dict[str, str], root: Path) -> dict:
     }
 
 
-def test_feature_pipeline_trains_and_scores_with_mcm_checked_by_hand(tmp_path):
+def test_feature_pipeline_trains_and_scores_with_mcm_checked_by_hand(tmp_path, capsys):
     files = _write_features(tmp_path)
     out = tmp_path / "out"
-    results = train_on_features(from_dict(RunConfig, _feature_config(files, tmp_path)), out)
-    assert json.loads((out / "results.json").read_text())["mean"] == results["mean"]
+    config = tmp_path / "npos_features.yaml"
+    config.write_text(yaml.safe_dump(_feature_config(files, tmp_path)))
+    assert main(["train", str(config), "--run-dir", str(out)]) == 0  # dispatches to the pipeline
+    printed = capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    assert f"ID accuracy {100 * results['id_accuracy']:.2f}%" in printed
+    assert f"mean MCM AUROC {100 * results['mean']['auroc']:.2f}%" in printed
+    assert load_run_config(out).method.name == "npos_features"
     assert [r["open"] > 0 for r in results["train_log"]] == [False, True, True]
     weights = safe_torch_load(out / "model.pt")
     tail = FeatureTail(8, 8)
@@ -174,6 +181,32 @@ def test_feature_pipeline_trains_and_scores_with_mcm_checked_by_hand(tmp_path):
     assert results["ood"]["noise"]["auroc"] == pytest.approx(auroc, abs=1e-6)
     assert results["id_accuracy"] > 0.9
     assert auroc > 0.8
+
+
+def test_shipped_feature_config_runs_through_oodlab_train(tmp_path, capsys):
+    files = _write_features(tmp_path)
+    config = Path(__file__).resolve().parents[2] / "configs/imagenet100/npos_clip_features.yaml"
+    sets = [f"method.options.{key}={path}" for key, path in files.items()]
+    sets += [
+        f"method.options.ood_features={{noise: {tmp_path / 'ood.npy'}}}",
+        "train.epochs=2",
+        "train.device=cpu",
+    ]
+    argv = ["train", str(config), "--run-dir", str(tmp_path / "run")]
+    for item in sets:
+        argv += ["--set", item]
+    assert main(argv) == 0
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert [r["epoch"] for r in results["train_log"]] == [0, 1]
+    assert set(results["ood"]) == {"noise"}
+    assert results["score"] == "mcm"
+    tail = FeatureTail(8, 8, blocks=2)  # the config's tail_blocks: 2
+    tail.load_state_dict(safe_torch_load(tmp_path / "run" / "model.pt")["tail"])
+    capsys.readouterr()
+    assert main([*argv, "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: npos_features keeps no checkpoints")
+    assert "\n" not in err
 
 
 def test_feature_pipeline_errors_are_one_line(tmp_path):

@@ -9,7 +9,14 @@ from oodlab.registry import Registry
 DATASETS: Registry = Registry("dataset")
 register_dataset = DATASETS.register
 
-from oodlab.data import paper_benchmarks  # noqa: E402  (registers cifar*_lt, imagenet_lt)
+# The registries above must exist before these imports. These modules register the presets
+# (paper_benchmarks: cifar*_lt, imagenet_lt; the others: ASCOOD / NPOS / MOS).
+from oodlab.data import (  # noqa: E402
+    imagenet_benchmarks,
+    openood_benchmarks,
+    paper_benchmarks,
+    synthesis_benchmarks,
+)
 from oodlab.data.benchmarks import (  # noqa: E402  (the registries above must exist first)
     BENCHMARKS,
     Benchmark,
@@ -18,12 +25,14 @@ from oodlab.data.benchmarks import (  # noqa: E402  (the registries above must e
     register_benchmark,
 )
 from oodlab.data.datasets import (  # noqa: E402
+    ascood_lists,
     bundled,
     cifar,
     finegrained,
     folders,
     idx,
     image_lists,
+    imagenet_folders,
     paper_lists,
     spurious,
     synthetic,
@@ -32,12 +41,17 @@ from oodlab.data.datasets import (  # noqa: E402
 
 _modules = [
     paper_benchmarks,
+    synthesis_benchmarks,
+    openood_benchmarks,
+    imagenet_benchmarks,
+    ascood_lists,
     bundled,
     cifar,
     finegrained,
     folders,
     idx,
     image_lists,
+    imagenet_folders,
     paper_lists,
     spurious,
     synthetic,

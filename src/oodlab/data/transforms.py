@@ -191,14 +191,15 @@ def _ascood_sizes(dataset: str) -> tuple[int, int]:
     return _ASCOOD_SIZES[dataset]
 
 
-def ascood_train(dataset: str = "cifar10") -> v2.Compose:
+def ascood_train(dataset: str = "cifar10", normalize: bool = True) -> v2.Compose:
     """ASCOOD's "ascood" preprocessor (synthesis_and_mos.md §1.3).
 
     ImageNet-style sets: RandomResizedCrop(image_size), flip, normalise. CIFAR: Resize(pre_size),
-    CenterCrop(image_size), flip, RandomCrop(image_size, pad 4), normalise.
+    CenterCrop(image_size), flip, RandomCrop(image_size, pad 4), normalise. ``normalize=False``
+    stops at ``[0, 1]`` (for models that normalise inside, ``model.mean`` / ``model.std``).
     """
     pre_size, size = _ascood_sizes(dataset)
-    mean, std = _stats(dataset)
+    mean, std = _stats(dataset) if normalize else (None, None)
     if dataset.startswith("cifar"):
         steps: list[Any] = [
             v2.Resize(pre_size, antialias=True),
@@ -211,10 +212,11 @@ def ascood_train(dataset: str = "cifar10") -> v2.Compose:
     return v2.Compose(steps + _to_float(mean, std))
 
 
-def ascood_test(dataset: str = "cifar10") -> v2.Compose:
-    """ASCOOD / OpenOOD test: Resize(pre_size) → CenterCrop(image_size) → normalise."""
+def ascood_test(dataset: str = "cifar10", normalize: bool = True) -> v2.Compose:
+    """ASCOOD / OpenOOD test: Resize(pre_size) → CenterCrop(image_size) → normalise (unless
+    ``normalize=False``)."""
     pre_size, size = _ascood_sizes(dataset)
-    mean, std = _stats(dataset)
+    mean, std = _stats(dataset) if normalize else (None, None)
     return v2.Compose(
         [v2.Resize(pre_size, antialias=True), v2.CenterCrop(size), *_to_float(mean, std)]
     )
@@ -234,6 +236,30 @@ def imagenet_test(size: int = 224, resize: int = 256) -> v2.Compose:
     return v2.Compose(
         [v2.Resize(resize, antialias=True), v2.CenterCrop(size),
          *_to_float(IMAGENET_MEAN, IMAGENET_STD)]
+    )  # fmt: skip
+
+
+def mos_train(size: int = 480, resize: int = 512) -> v2.Compose:
+    """MOS / BiT fine-tuning view (synthesis_and_mos.md §3.5): Resize((512, 512)) (aspect not
+    kept), RandomCrop(480), flip, to ``[0, 1]``; the mean = std = 0.5 normalisation is the
+    model's (``model.mean`` / ``model.std``)."""
+    return v2.Compose(
+        [v2.Resize((resize, resize), antialias=True), v2.RandomCrop(size),
+         v2.RandomHorizontalFlip(), *_to_float()]
+    )  # fmt: skip
+
+
+def mos_test(size: int = 480) -> v2.Compose:
+    """MOS evaluation: Resize((480, 480)), to ``[0, 1]`` (normalisation in the model)."""
+    return to_float(size)
+
+
+def clip_test(size: int = 224) -> v2.Compose:
+    """CLIP's preprocessing without its normalisation (NPOS feature extraction, §2.3):
+    Resize(224, bicubic) → CenterCrop(224) → ``[0, 1]``."""
+    return v2.Compose(
+        [v2.Resize(size, interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
+         v2.CenterCrop(size), *_to_float()]
     )  # fmt: skip
 
 
@@ -262,6 +288,9 @@ TRANSFORM_PRESETS: dict[str, Callable[..., Any]] = {
     "imagenet_train": imagenet_train,
     "imagenet_test": imagenet_test,
     "npos_views": npos_views,
+    "mos_train": mos_train,
+    "mos_test": mos_test,
+    "clip_test": clip_test,
 }
 
 

@@ -74,7 +74,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
         scores = default_scores
     else:
         scores = parse_score_list(args.scores)
-    scores = [_with_model_options(s, model) for s in scores]
     result = evaluate(
         model,
         benchmark.test,
@@ -102,14 +101,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(results_markdown(result).split("## Per OOD set")[0].rstrip())
     print(f"\nresults: {out}/results.md (json, csv, figures/ beside it)")
     return 0
-
-
-def _with_model_options(name: str, model: Any) -> Any:
-    """Scores whose hyper-parameters come from the model (MOS groups) get them from it."""
-    group_sizes = getattr(model, "group_sizes", None)
-    if name == "mos" and group_sizes is not None:
-        return (name, {"group_sizes": list(group_sizes)})
-    return name
 
 
 def _load(args: argparse.Namespace) -> tuple[Any, Any, list[str], Path]:

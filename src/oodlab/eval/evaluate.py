@@ -126,12 +126,18 @@ class EvalResult:
         }
 
 
-def build_score(spec: ScoreSpec, class_counts: Sequence[int] | None = None) -> tuple[str, Score]:
-    """A score from a name, ``(name, kwargs)`` or an instance; the prior comes from counts."""
+def build_score(
+    spec: ScoreSpec, class_counts: Sequence[int] | None = None, model: nn.Module | None = None
+) -> tuple[str, Score]:
+    """A score from a name, ``(name, kwargs)`` or an instance; the prior comes from counts,
+    and hyper-parameters that describe the model from the model (MOS: its ``group_sizes``)."""
     if isinstance(spec, Score):
         return _registered_name(spec), spec
     name, kwargs = (spec, {}) if isinstance(spec, str) else (spec[0], dict(spec[1]))
     factory = SCORES.get(name).factory
+    group_sizes = getattr(model, "group_sizes", None)
+    if name == "mos" and group_sizes is not None and "group_sizes" not in kwargs:
+        kwargs["group_sizes"] = list(group_sizes)
     if class_counts is not None and "prior" not in kwargs and "prior" in _params(factory):
         total = float(sum(class_counts))
         kwargs["prior"] = [c / total for c in class_counts]
@@ -226,7 +232,7 @@ def evaluate(
             model, dataset, config, name=name, model_key=model_key, on_forward=forwards.append
         )
 
-    built = [build_score(spec, class_counts) for spec in scores]
+    built = [build_score(spec, class_counts, model) for spec in scores]
     id_out = outputs_of(id_test, "id_test")
     ood_out = {name: outputs_of(ds, name) for name, ds in ood.items()}
     fake = {k: v for k, v in (fake_ood or {}).items() if len(v)}  # type: ignore[arg-type]

@@ -6,11 +6,13 @@ same model on the same data never re-runs the network. Every score, OOD set and
 hyper-parameter candidate is then served from these cached :class:`~oodlab.types.Outputs`.
 
 A model either follows oodlab's protocol (``features(x)`` and ``head(z)``, optionally
-``linear_head()``, ``extra_outputs(z)`` and ``input_outputs(x)`` — outputs computed from the
-input by another path, such as PASCL's classification branch ``class_logits``, which then
-gives the ID accuracy), or is any ``nn.Module`` whose last
-``nn.Linear`` (in registration order) maps the penultimate features to the logits, as
-in torchvision's classifiers; its input is then captured with a forward pre-hook.
+``linear_head()``, ``head_input(z)`` — the linear head's input when ``head`` transforms the
+features first, cached as ``extras["head_input"]`` — ``extra_outputs(z)`` and
+``input_outputs(x)`` — outputs computed from the input by another path, such as PASCL's
+classification branch ``class_logits``, which then gives the ID accuracy), or is any
+``nn.Module`` whose last ``nn.Linear`` (in registration order) maps the penultimate features
+to the logits, as in torchvision's classifiers; its input is then captured with a forward
+pre-hook.
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ from tqdm.auto import tqdm
 
 from oodlab.errors import CheckpointError, DataError
 from oodlab.io import atomic_torch_save, safe_torch_load, state_dict_hash
-from oodlab.types import Outputs, linear_head
+from oodlab.types import HEAD_INPUT, Outputs, linear_head
 
-CACHE_FORMAT = 1
+# 2: ``extras["head_input"]`` for models with a ``head_input`` (ASCOOD); older entries lack it.
+CACHE_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,10 @@ class _Forward:
             logits = self.model.head(z)  # type: ignore[operator]
             extra_fn = getattr(self.model, "extra_outputs", None)
             extras = extra_fn(z) if callable(extra_fn) else {}
+            input_of_head = getattr(self.model, "head_input", None)
+            head_input = input_of_head(z) if callable(input_of_head) else None
+            if head_input is not None:  # e.g. ASCOOD's z-score of the raw features z
+                extras = {**extras, HEAD_INPUT: head_input}
             input_fn = getattr(self.model, "input_outputs", None)  # e.g. a second branch
             if callable(input_fn):
                 extras = {**extras, **input_fn(x)}

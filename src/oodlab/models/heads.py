@@ -157,6 +157,9 @@ class WithHeads(nn.Module):
       are given; images stay in [0, 1] outside the model);
     * ``head(z)``: ``classifier(pre_head(z))``; ``classifier`` defaults to the backbone's head,
       ``pre_head`` to the identity (ASCOOD: :class:`ZScore`, so ``features`` stays the raw h);
+    * ``head_input(z)``: the classifier's input ``pre_head(z)``, or ``None`` without a
+      ``pre_head`` (evaluation caches it for the scores that rebuild logits, see
+      :func:`oodlab.scores.base.head_features`);
     * ``extra_outputs(z)``: every extra head's output on the raw features;
     * ``linear_head()``: the final ``nn.Linear`` (for scores that need W and b).
 
@@ -214,6 +217,10 @@ class WithHeads(nn.Module):
         if self.classifier is not None:
             return self.classifier(z)
         return self.backbone.head(z)  # type: ignore[operator]
+
+    def head_input(self, z: Tensor) -> Tensor | None:
+        """What the classifier reads for the features ``z``; ``None`` when that is ``z``."""
+        return None if self.pre_head is None else self.pre_head(z)
 
     def linear_head(self) -> nn.Linear | None:
         if isinstance(self.classifier, nn.Linear):

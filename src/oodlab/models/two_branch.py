@@ -74,6 +74,10 @@ class TwoBranch(nn.Module):
         """``class_logits``: the classification branch's logits (its argmax is the class)."""
         return {"class_logits": self.cls(x)}
 
+    def head_input(self, z: Tensor) -> Tensor | None:
+        getter = getattr(self._active, "head_input", None)
+        return getter(z) if callable(getter) else None
+
     def linear_head(self) -> nn.Linear | None:
         return linear_head(self._active)
 

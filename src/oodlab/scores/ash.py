@@ -8,7 +8,13 @@ import torch
 from torch import Tensor
 
 from oodlab.errors import ConfigError
-from oodlab.scores.base import Score, register_score, require_head, require_in_range
+from oodlab.scores.base import (
+    Score,
+    head_features,
+    register_score,
+    require_head,
+    require_in_range,
+)
 from oodlab.scores.energy import energy
 from oodlab.types import Outputs
 
@@ -79,7 +85,9 @@ class ASH(Score):
         ``ash_b``), not the paper's map variant, and the values differ from the latter.
         OpenOOD's default variant is ASH-B; oodlab defaults to ASH-S, the paper's best.
         ASH assumes non-negative (post-ReLU) activations, as every ResNet's pooled features
-        are; ``s2`` is clamped at 1e-12 so all-zero samples give finite scores.
+        are; ``s2`` is clamped at 1e-12 so all-zero samples give finite scores. It shapes the
+        classifier's input (:func:`~oodlab.scores.base.head_features`): for ASCOOD the
+        z-scored features, on which ASH-B is constant and ASH-S equals ASH-P (see there).
     """
 
     search_space = {"percentile": (65, 70, 75, 80, 85, 90, 95)}
@@ -93,4 +101,4 @@ class ASH(Score):
 
     def score(self, outputs: Outputs) -> Tensor:
         weight, bias = require_head(outputs, "ash")
-        return ash(outputs.features, weight, bias, self.percentile, self.variant)
+        return ash(head_features(outputs), weight, bias, self.percentile, self.variant)

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from oodlab.errors import ConfigError, DataError, NotFittedError
 from oodlab.registry import Registry
-from oodlab.types import Outputs
+from oodlab.types import HEAD_INPUT, Outputs
 
 S = TypeVar("S", bound="Score")
 
@@ -138,6 +138,35 @@ def require_head(outputs: Outputs, score_name: str) -> tuple[Tensor, Tensor]:
         weight = outputs.head_weight
         bias = torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device)
     return outputs.head_weight, bias
+
+
+def head_features(outputs: Outputs) -> Tensor:
+    """The classifier's input ``(N, D)``: ``extras["head_input"]`` if cached, else ``features``.
+
+    The scores that rebuild logits as ``W·x + b`` from cached outputs — ReAct, ASH, ViM,
+    GradNorm, ``ada_gradnorm``, PATT calibration, and MCM when it borrows the rows of ``W`` as
+    class embeddings — take ``x`` from here; for most models it is the penultimate feature
+    ``h``. ASCOOD's classifier reads ``z = σ·(h − mean h)/(std h + 1e-6)`` (per sample;
+    synthesis_and_mos.md §1.2): ``features`` stays the raw ``h``, as in OpenOOD, and ``z`` is
+    cached as ``head_input`` (:meth:`oodlab.models.heads.WithHeads.head_input`).
+
+    Decision (§1.10 pitfall 9): scores that use the classifier work on **its input**, so that
+    unmodified, ``W·x + b`` is the model's own logits. Then GradNorm's closed form
+    ``(C·p − 1)·xᵀ`` is exactly the gradient of the loss w.r.t. the fc weight; ViM's origin
+    ``u = −W⁺b`` is a point of this space, so its principal subspace and residual are taken
+    here too (the z-score is not affine in ``h``, so ``u`` has no counterpart among raw
+    features and ``h − u`` would mix two spaces); ReAct and ASH clip or shape the activations
+    the classifier sees; PATT weighs them against the rows of ``W``. Feature-space scores (KNN,
+    Mahalanobis, the extra heads) keep the raw ``h``. OpenOOD's ReAct/ASH/SCALE wrappers
+    instead feed ``fc(modified h)``, bypassing the z-score the fc was trained on; oodlab does
+    not reproduce that.
+
+    Consequence for ASH: ``z`` has zero mean per sample, so ASH-B's kept value ``s1/k`` is 0
+    (all logits equal ``b``: a constant score) and ASH-S's factor ``exp(s1/s2)`` is 1 (it
+    becomes ASH-P). Re-applying the z-score after shaping ``h`` would not help: the z-score is
+    scale-invariant and cancels ASH's rescaling just the same.
+    """
+    return outputs.extras.get(HEAD_INPUT, outputs.features)
 
 
 def _short(value: Any) -> bool:

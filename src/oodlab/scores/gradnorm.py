@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from oodlab.scores.base import Score, register_score, require_head
+from oodlab.scores.base import Score, head_features, register_score, require_head
 from oodlab.types import Outputs
 
 
@@ -31,7 +31,9 @@ def gradnorm(features: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     """``−Σ_ij |∂L/∂W_ij|`` per sample, ``L = Σ_k −log softmax(Wh + b)_k``; higher = more OOD.
 
     Args:
-        features: ``(N, D)`` penultimate features ``h``.
+        features: ``(N, D)`` the linear head's input ``h`` (for ASCOOD the z-scored features,
+            so the closed form is the gradient of the model's own fc;
+            :func:`~oodlab.scores.base.head_features`).
         weight: ``(C, D)`` weight ``W`` of the linear head.
         bias: ``(C,)`` bias ``b`` of the linear head.
 
@@ -65,4 +67,4 @@ class GradNorm(Score):
 
     def score(self, outputs: Outputs) -> Tensor:
         weight, bias = require_head(outputs, "gradnorm")
-        return gradnorm(outputs.features, weight, bias)
+        return gradnorm(head_features(outputs), weight, bias)

@@ -35,7 +35,14 @@ from torch import Tensor
 
 from oodlab.errors import ConfigError, DataError
 from oodlab.scores._features import class_prior
-from oodlab.scores.base import Score, register_score, require_extra, require_head, require_positive
+from oodlab.scores.base import (
+    Score,
+    head_features,
+    register_score,
+    require_extra,
+    require_head,
+    require_positive,
+)
 from oodlab.scores.energy import energy
 from oodlab.scores.gradnorm import gradnorm_norm
 from oodlab.scores.mahalanobis import Mahalanobis
@@ -201,11 +208,12 @@ class AdaGradNorm(_AdaScore):
         The official ImOOD code differentiates ``KL(u ‖ softmax(f))`` (its own GradNorm, not
         the all-ones cross-entropy of the GradNorm code), so ``s`` here is
         :func:`~oodlab.scores.gradnorm.gradnorm_norm` with ``kl_uniform=True``: ``1/C`` times
-        the quantity of the plain ``gradnorm`` score. κ = 10 is set for that scale.
+        the quantity of the plain ``gradnorm`` score. κ = 10 is set for that scale. Like
+        ``gradnorm`` it reads the linear head's input (:func:`~oodlab.scores.base.head_features`).
     """
 
     default_kappa = 10.0
 
     def id_ness(self, outputs: Outputs) -> Tensor:
         weight, bias = require_head(outputs, "ada_gradnorm")
-        return gradnorm_norm(outputs.features, weight, bias, kl_uniform=True)
+        return gradnorm_norm(head_features(outputs), weight, bias, kl_uniform=True)

@@ -7,7 +7,7 @@ from torch import Tensor
 
 from oodlab.errors import ConfigError, DataError
 from oodlab.scores._features import l2_normalize
-from oodlab.scores.base import Score, register_score, require_positive
+from oodlab.scores.base import Score, head_features, register_score, require_positive
 from oodlab.types import Outputs
 
 
@@ -61,7 +61,9 @@ class MCM(Score):
             prompt-ensembled text embeddings of the class names). ``None`` uses the rows
             of the model's linear head ``W`` (``outputs.head_weight``) as class embeddings,
             so MCM becomes the MSP of the cosine classifier ``cos(h, w_c)/τ`` (the bias is
-            ignored); a model without a linear head then raises ``DataError``.
+            ignored; ``h`` is then the linear head's input, ASCOOD's z-scored features, see
+            :func:`~oodlab.scores.base.head_features`); a model without a linear head then
+            raises ``DataError``.
         temperature: ``τ > 0``; default 1 (NPOS test script and OpenOOD), OpenOOD's
             sweep ``{0.01, 1, 10}`` as ``search_space``.
     """
@@ -94,5 +96,5 @@ class MCM(Score):
                     "score 'mcm' needs class_embeddings=... or a model with a linear head "
                     "(whose weight rows serve as class embeddings)"
                 )
-            embeddings = outputs.head_weight
+            return mcm(head_features(outputs), outputs.head_weight, self.temperature)
         return mcm(outputs.features, embeddings, self.temperature)

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from oodlab.errors import ConfigError, DataError
 from oodlab.scores._features import class_counts, class_prior
-from oodlab.scores.base import Score, register_score, require_head
+from oodlab.scores.base import Score, head_features, register_score, require_head
 from oodlab.scores.energy import energy
 from oodlab.types import Outputs
 
@@ -29,7 +29,8 @@ def attention_weights(train: Outputs, aux: Outputs, weight: Tensor, prior: Tenso
     training outputs (uniform class, then a uniform sample of that class), computed exactly
     as the average over classes of the class means of ``h_i ⊙ w_{y_i} / π_{y_i}``;
     ``A_ood = mean_j[h_j ⊙ w_{ŷ_j} / π_{ŷ_j}]`` over the auxiliary outliers, with the virtual
-    label ``ŷ_j = argmax f(x_j)`` of their uncalibrated logits.
+    label ``ŷ_j = argmax f(x_j)`` of their uncalibrated logits. ``h`` is the linear head's
+    input (:func:`~oodlab.scores.base.head_features`; ASCOOD: the z-scored features).
 
     Args:
         train: labelled ID training outputs (features and ground-truth labels).
@@ -39,9 +40,10 @@ def attention_weights(train: Outputs, aux: Outputs, weight: Tensor, prior: Tenso
     """
     if len(aux) == 0:
         raise DataError("PATT calibration needs auxiliary outliers, got none")
-    device = train.features.device
+    features = head_features(train).double()
+    device = features.device
     weight, prior = weight.to(device).double(), prior.to(device).double()
-    features, labels = train.features.double(), train.labels.to(device)
+    labels = train.labels.to(device)
     num_classes = weight.shape[0]
     counts = class_counts(labels, num_classes).to(device)
     per_sample = features * weight[labels] / prior[labels, None]
@@ -49,7 +51,8 @@ def attention_weights(train: Outputs, aux: Outputs, weight: Tensor, prior: Tenso
     class_sums.index_add_(0, labels, per_sample)
     a_id = (class_sums / counts[:, None]).mean(0)
     virtual = aux.logits.to(device).argmax(1)
-    a_ood = (aux.features.to(device).double() * weight[virtual] / prior[virtual, None]).mean(0)
+    aux_features = head_features(aux).to(device).double()
+    a_ood = (aux_features * weight[virtual] / prior[virtual, None]).mean(0)
     return minmax_0_2(a_id - a_ood)
 
 
@@ -132,9 +135,9 @@ class PATTEnergy(Score):
         """Calibrated logits ``W (h ⊙ a) + b`` ``(N, C)``; their argmax is PATT's prediction."""
         self._check_fitted("a_")
         weight, bias = require_head(outputs, "patt_energy")
-        return calibrated_logits(outputs.features, weight, bias, self.a_)
+        return calibrated_logits(head_features(outputs), weight, bias, self.a_)
 
     def score(self, outputs: Outputs) -> Tensor:
         self._check_fitted("a_")
         weight, bias = require_head(outputs, "patt_energy")
-        return patt_energy(outputs.features, weight, bias, self.a_)
+        return patt_energy(head_features(outputs), weight, bias, self.a_)

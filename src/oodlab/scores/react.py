@@ -6,7 +6,13 @@ import numpy as np
 from torch import Tensor
 
 from oodlab.errors import DataError
-from oodlab.scores.base import Score, register_score, require_head, require_in_range
+from oodlab.scores.base import (
+    Score,
+    head_features,
+    register_score,
+    require_head,
+    require_in_range,
+)
 from oodlab.scores.energy import energy
 from oodlab.types import Outputs
 
@@ -15,7 +21,8 @@ def react(features: Tensor, weight: Tensor, bias: Tensor, threshold: float) -> T
     """Energy ``−LSE(W·min(h, c) + b)`` for features ``(N, D)``; higher = more OOD.
 
     Args:
-        features: ``(N, D)`` penultimate features ``h``.
+        features: ``(N, D)`` the linear head's input ``h``
+            (:func:`~oodlab.scores.base.head_features`).
         weight: ``(C, D)`` weight of the linear head.
         bias: ``(C,)`` bias of the linear head.
         threshold: the clipping value ``c``.
@@ -48,7 +55,9 @@ class ReAct(Score):
     Notes:
         The paper estimates ``c`` on ID training data; OpenOOD uses its ID validation split.
         oodlab uses the outputs passed to ``fit`` (the training set in ``evaluate``). The
-        percentile uses numpy's default linear interpolation.
+        percentile uses numpy's default linear interpolation. Threshold and clipping act on
+        the classifier's input (ASCOOD: the z-scored features, not the raw ``h`` OpenOOD
+        clips; :func:`~oodlab.scores.base.head_features`).
     """
 
     search_space = {"percentile": (85, 90, 95, 99)}
@@ -59,7 +68,7 @@ class ReAct(Score):
 
     def fit(self, train: Outputs, *, aux: Outputs | None = None) -> ReAct:
         # numpy, not torch.quantile: the latter refuses inputs above 16M elements.
-        values = train.features.detach().double().cpu().numpy().ravel()
+        values = head_features(train).detach().double().cpu().numpy().ravel()
         if values.size == 0:
             raise DataError("react needs training features to set its threshold, got none")
         self.threshold_ = float(np.percentile(values, self.percentile))
@@ -68,4 +77,4 @@ class ReAct(Score):
     def score(self, outputs: Outputs) -> Tensor:
         self._check_fitted("threshold_")
         weight, bias = require_head(outputs, "react")
-        return react(outputs.features, weight, bias, self.threshold_)
+        return react(head_features(outputs), weight, bias, self.threshold_)

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from oodlab.errors import ConfigError, DataError
-from oodlab.scores.base import Score, register_score, require_head
+from oodlab.scores.base import Score, head_features, register_score, require_head
 from oodlab.types import Outputs
 
 
@@ -55,7 +55,9 @@ class ViM(Score):
     principal subspace ``P`` of ``h − u`` (the top ``dim`` eigenvectors of the uncentred
     covariance ``E[(h − u)(h − u)ᵀ]`` over the training features, as the official code's
     ``EmpiricalCovariance(assume_centered=True)``) and ``α = Σ_i max_c f_c(x_i) / Σ_i
-    ‖(h_i − u)^{P⊥}‖`` over the training set.
+    ‖(h_i − u)^{P⊥}‖`` over the training set. ``h`` is the linear head's input
+    (:func:`~oodlab.scores.base.head_features`): ``u`` lives in that space, so for ASCOOD the
+    subspace and the residual are those of the z-scored features, not of the raw ``h``.
 
     Args:
         dim: principal-subspace dimension; ``None`` uses :func:`default_dim`. OpenOOD's grid
@@ -75,7 +77,7 @@ class ViM(Score):
 
     def fit(self, train: Outputs, *, aux: Outputs | None = None) -> ViM:
         weight, bias = require_head(train, "vim")
-        features = train.features.detach().double().cpu()
+        features = head_features(train).detach().double().cpu()
         feature_dim = features.shape[1]
         if feature_dim < 2 or len(features) == 0:
             raise DataError(
@@ -98,7 +100,7 @@ class ViM(Score):
         self.residual_basis_ = torch.from_numpy(
             np.ascontiguousarray(eigenvectors[:, : feature_dim - dim])
         )
-        residual = self._residual_norm(train.features).cpu()
+        residual = self._residual_norm(head_features(train)).cpu()
         self.alpha_ = float(train.logits.detach().double().cpu().amax(1).sum() / residual.sum())
         return self
 
@@ -110,8 +112,8 @@ class ViM(Score):
     def residual_norm(self, outputs: Outputs) -> Tensor:
         """``‖(I − PPᵀ)(h − u)‖`` ``(N,)``, the norm of the feature residual (float64)."""
         self._check_fitted("origin_", "residual_basis_")
-        return self._residual_norm(outputs.features)
+        return self._residual_norm(head_features(outputs))
 
     def score(self, outputs: Outputs) -> Tensor:
         self._check_fitted("origin_", "residual_basis_", "alpha_")
-        return vim(outputs.logits, self._residual_norm(outputs.features), self.alpha_)
+        return vim(outputs.logits, self._residual_norm(head_features(outputs)), self.alpha_)

@@ -1,4 +1,9 @@
-"""``oodlab train CONFIG [--set key=value ...] [--run-dir DIR] [--resume]``."""
+"""``oodlab train CONFIG [--set key=value ...] [--run-dir DIR] [--resume]``.
+
+A config with ``method.name: npos_features`` trains on embedding files, not images: it runs
+:func:`oodlab.train.methods.npos_features.train_on_features` (which also scores with MCM)
+instead of the image loop.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from oodlab.config import RunConfig, load_config
+from oodlab.errors import ConfigError
 
 
 def add_train_parser(sub: Any) -> None:
@@ -35,10 +41,28 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = load_config(RunConfig, args.config, args.overrides)
     run_dir = args.run_dir or Path("runs") / args.config.stem
+    if config.method.name == "npos_features":
+        return _train_on_features(config, run_dir, args.resume)
     result = train(config, run_dir, resume=args.resume)
     print(
         f"trained {result.epochs} epochs in {result.seconds:.1f} s "
         f"({result.images_per_second:.0f} images/s); ID accuracy {100 * result.final_accuracy:.2f}%"
     )
     print(f"run folder: {run_dir}  (evaluate: oodlab eval {run_dir})")
+    return 0
+
+
+def _train_on_features(config: RunConfig, run_dir: Path, resume: bool) -> int:
+    from oodlab.train.methods.npos_features import train_on_features
+
+    if resume:
+        raise ConfigError("npos_features keeps no checkpoints to resume from: drop --resume")
+    results = train_on_features(config, run_dir)
+    summary = [f"trained {config.train.epochs} epochs on embedding files"]
+    if "id_accuracy" in results:
+        summary.append(f"ID accuracy {100 * results['id_accuracy']:.2f}%")
+    if "mean" in results:
+        summary.append(f"mean MCM AUROC {100 * results['mean']['auroc']:.2f}%")
+    print("; ".join(summary))
+    print(f"run folder: {run_dir}  (results: {run_dir / 'results.json'})")
     return 0

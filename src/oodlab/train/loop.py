@@ -106,6 +106,7 @@ class _Run:
             self.benchmark.num_classes,
             self.benchmark.image_shape[0],
             self.recipe,
+            pretrained=True,
         ).to(device)
         if config.train.channels_last:
             model = model.to(memory_format=torch.channels_last)

@@ -3,7 +3,8 @@
 A run folder holds:
 
 * ``config.yaml``: the resolved :class:`~oodlab.config.RunConfig`;
-* ``meta.json``: package and torch versions, git commit, device, seed, world size, benchmark;
+* ``meta.json``: package and torch versions, git commit, device, seed, world size, benchmark,
+  the pretrained weights' path and SHA-256 (``model.weights``);
 * ``class_counts.json`` and ``lt_indices.npy`` (the exact long-tail subsample, when any);
 * ``train_log.jsonl``: one JSON object per epoch (and per ``log_every`` steps);
 * ``checkpoint.pt`` (+ ``checkpoint.prev.pt``, each with a ``.json`` hash record) while training;
@@ -37,8 +38,14 @@ from oodlab.config import (
 )
 from oodlab.data.benchmarks import Benchmark
 from oodlab.errors import CheckpointError, ConfigError
-from oodlab.io import atomic_torch_save, atomic_write, atomic_write_json, safe_torch_load
-from oodlab.models import MODELS, attach_heads
+from oodlab.io import (
+    atomic_torch_save,
+    atomic_write,
+    atomic_write_json,
+    safe_torch_load,
+    sha256_file,
+)
+from oodlab.models import MODELS, attach_heads, load_pretrained
 from oodlab.train.recipes import METHODS, Recipe, build_recipe
 
 
@@ -78,6 +85,7 @@ def write_run_files(
             "num_classes": benchmark.num_classes,
             "image_shape": list(benchmark.image_shape),
             "benchmark_info": benchmark.info,
+            "model_weights": _weights_record(config.model.weights),
         },
     )
     atomic_write_json(run_dir / "class_counts.json", list(benchmark.class_counts))
@@ -86,6 +94,13 @@ def write_run_files(
         atomic_write(
             run_dir / "lt_indices.npy", lambda handle: np.save(handle, indices, allow_pickle=False)
         )
+
+
+def _weights_record(weights: str | None) -> dict[str, str] | None:
+    """The pretrained weights' path and SHA-256 (``None`` when training from scratch)."""
+    if weights is None:
+        return None
+    return {"path": weights, "sha256": sha256_file(Path(weights).expanduser())}
 
 
 def load_run_config(run_dir: str | Path) -> RunConfig:
@@ -105,8 +120,13 @@ def build_model(
     num_classes: int,
     in_channels: int,
     recipe: Recipe | None = None,
+    pretrained: bool = False,
 ) -> nn.Module:
-    """The untrained model of a run: the backbone with the extra heads its method declares."""
+    """The untrained model of a run: the backbone with the extra heads its method declares.
+
+    With ``pretrained``, the backbone first loads ``model.weights`` (when set; training does,
+    a finished run's ``model.pt`` replaces everything anyway).
+    """
     if recipe is None:
         recipe = build_recipe(method.name, method.options, [1] * num_classes)
     factory = MODELS.get(model.name).factory
@@ -116,6 +136,8 @@ def build_model(
         )
     except TypeError as exc:
         raise ConfigError(f"model.options of {model.name!r}: {exc}") from None
+    if pretrained and model.weights is not None:
+        load_pretrained(backbone, model.weights, model.name)
     with_heads = attach_heads(
         backbone,
         num_classes,

@@ -1,6 +1,10 @@
 """NPOS on pre-extracted embeddings (the CLIP pipeline): fine-tune the last layers, then MCM.
 
-Usage (Python; no model is downloaded, any embedding files work)::
+Usage (no model is downloaded, any embedding files work)::
+
+    oodlab train configs/imagenet100/npos_clip_features.yaml --run-dir runs/npos_clip
+
+(``oodlab train`` dispatches ``method.name: npos_features`` here), or from Python::
 
     from oodlab.train.methods.npos_features import train_on_features
     results = train_on_features("configs/imagenet100/npos_clip_features.yaml", "runs/npos_clip")
@@ -91,12 +95,12 @@ class NPOSFeatureOptions:
 
 @register_method("npos_features", config_type=NPOSFeatureOptions, paper=PAPER, default_score="mcm")
 class NPOSFeaturesRecipe(Recipe):
-    """Placeholder in the image loop: this method trains with :func:`train_on_features`."""
+    """Placeholder in the image loop: ``oodlab train`` runs :func:`train_on_features`."""
 
     def loss(self, net: nn.Module, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         raise ConfigError(
-            "npos_features trains on embedding files, not images: run `python -m "
-            "oodlab.train.methods.npos_features CONFIG OUT_DIR` (or train_on_features)"
+            "npos_features trains on embedding files, not images, outside the image loop: "
+            "run `oodlab train CONFIG --run-dir OUT_DIR` (or train_on_features)"
         )
 
 
