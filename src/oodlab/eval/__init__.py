@@ -1,6 +1,7 @@
 """Evaluation: metrics, cached extraction, the evaluate entry point and reports."""
 
-from oodlab.eval.evaluate import EvalResult, ScoreResult, TuneConfig, evaluate
+from oodlab.eval.evaluate import EvalResult, ScoreResult, evaluate
 from oodlab.eval.extract import ExtractConfig, extract
+from oodlab.eval.tuning import TuneConfig
 
 __all__ = ["EvalResult", "ExtractConfig", "ScoreResult", "TuneConfig", "evaluate", "extract"]

@@ -64,8 +64,9 @@ def zoo_scores(*, gradients: bool = False) -> list[str]:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from oodlab.eval.evaluate import TuneConfig, evaluate
+    from oodlab.eval.evaluate import evaluate
     from oodlab.eval.extract import ExtractConfig
+    from oodlab.eval.tuning import TuneConfig
 
     model, benchmark, default_scores, out = _load(args)
     if args.scores == ZOO:

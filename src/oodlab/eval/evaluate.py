@@ -7,17 +7,12 @@ outputs; scores the ID test set once and each OOD set once; and computes the met
 and all sets. Only scores that need input gradients (ODIN, i-ODIN, Mahalanobis with
 input noise) run the network again, and the result says so.
 
-Hyper-parameters of scores with a ``search_space`` can be tuned from the cache (no
-network re-run). Selection rule (OpenOOD v1.5's APS): the candidate with the highest
-AUROC on a validation pair — a seeded ``val_fraction`` of the ID test set, which is then
-removed from the ID test set, against the OOD validation set (the auxiliary outliers by
-default, never one of the OOD test sets); ties go to the earlier candidate in grid order.
+Hyper-parameters of scores with a ``search_space`` can be tuned from the cache
+(:mod:`oodlab.eval.tuning`).
 """
 
 from __future__ import annotations
 
-import itertools
-import math
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +29,7 @@ import oodlab
 from oodlab.errors import ConfigError, DataError
 from oodlab.eval import metrics
 from oodlab.eval.extract import ExtractConfig, extract, model_fingerprint, resolve_device
+from oodlab.eval.tuning import TUNING_RULE, TuneConfig, fit_score, split_id_test, tune_score
 from oodlab.scores import SCORES, InputGradientScore, Score
 from oodlab.types import Outputs
 
@@ -52,25 +48,6 @@ CONVENTIONS = {
     "(ODIN / Energy / MOS / KNN convention)",
     "near / far / all": "unweighted means of the per-set metrics",
 }
-
-
-@dataclass(frozen=True)
-class TuneConfig:
-    """Tuning of score hyper-parameters on a validation split, from cached outputs.
-
-    Attributes:
-        val_fraction: fraction of the ID test set held out as ID validation (seeded).
-        seed: seed of that split.
-        ood_val: the OOD validation set; ``None`` uses the auxiliary outliers.
-    """
-
-    val_fraction: float = 0.1
-    seed: int = 0
-    ood_val: Dataset[Any] | None = None
-
-    def __post_init__(self) -> None:
-        if not 0 < self.val_fraction < 1:
-            raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
 
 
 @dataclass
@@ -254,7 +231,7 @@ def evaluate(
     id_index = torch.arange(len(id_out))
     val_out: tuple[Outputs, Outputs] | None = None
     if tune is not None:
-        id_index, val_index = _split(len(id_out), tune.val_fraction, tune.seed)
+        id_index, val_index = split_id_test(len(id_out), tune.val_fraction, tune.seed)
         ood_val = outputs_of(tune.ood_val, "ood_val") if tune.ood_val is not None else aux_out
         if ood_val is None:
             raise ConfigError("tuning needs an OOD validation set: pass tune.ood_val or aux")
@@ -273,7 +250,7 @@ def evaluate(
                 and score.search_space
                 and not isinstance(score, InputGradientScore)
             ):
-                score, tuning = _tune(score, train_out, aux_out, *val_out)
+                score, tuning = tune_score(score, name, train_out, aux_out, *val_out)
             device = resolve_device(config.device)
             fit_inputs = getattr(score, "fit_inputs", None)
             if callable(fit_inputs):
@@ -283,7 +260,7 @@ def evaluate(
                     )
                 fit_inputs(model.to(device), _input_batches(train, config, device))
             else:
-                score = _fit(score, name, train_out, aux_out)
+                score = fit_score(score, name, train_out, aux_out)
             if isinstance(score, InputGradientScore):
                 id_scores = _score_inputs(score, model, id_test, config, device, name)[id_index]
                 set_scores = {
@@ -338,7 +315,7 @@ def evaluate(
             "model": model_key,
             "sizes": {"id_test": len(id_out), **{k: len(v) for k, v in ood_out.items()}},
             "network_passes": forwards,
-            "tuning_rule": None if tune is None else _TUNING_RULE.format(tune.val_fraction),
+            "tuning_rule": None if tune is None else TUNING_RULE.format(tune.val_fraction),
         },
         skipped=skipped,
         raw=raw,
@@ -349,12 +326,6 @@ def evaluate(
 
         write_report(result, out_dir, plots=plots)
     return result
-
-
-_TUNING_RULE = (
-    "highest AUROC on (ID validation = {:.0%} of the ID test set, seeded and removed from the "
-    "test set) vs the OOD validation set; ties go to the earlier candidate in grid order"
-)
 
 
 def group_means(
@@ -373,39 +344,6 @@ def group_means(
 def _with_fake(id_scores: Tensor, fake_scores: Tensor | None) -> Tensor:
     """The ID side of one OOD set's pair: the ID test set plus that set's fake OOD images."""
     return id_scores if fake_scores is None else torch.cat([id_scores, fake_scores])
-
-
-def _split(n: int, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    n_val = max(1, math.floor(n * fraction))
-    if n_val >= n:
-        raise DataError(
-            f"the ID test set ({n} samples) is too small to hold out a validation split"
-        )
-    return order[n_val:].sort().values, order[:n_val].sort().values
-
-
-def _fit(score: Score, name: str, train: Outputs | None, aux: Outputs | None) -> Score:
-    if name in SCORES and SCORES.get(name).requires_fit and train is None:
-        raise DataError(f"score {name!r} must be fitted on the ID training set; pass train=...")
-    return score.fit(train, aux=aux) if train is not None else score
-
-
-def _tune(
-    score: Score, train: Outputs | None, aux: Outputs | None, id_val: Outputs, ood_val: Outputs
-) -> tuple[Score, dict[str, Any]]:
-    name = _registered_name(score)
-    keys = list(score.search_space)
-    candidates = [
-        dict(zip(keys, values)) for values in itertools.product(*score.search_space.values())
-    ]
-    trials = []
-    for params in candidates:
-        candidate = _fit(score.with_params(**params), name, train, aux)
-        auroc = metrics.auroc(candidate.score(id_val), candidate.score(ood_val))
-        trials.append({"params": params, "val_auroc": auroc})
-    best = max(range(len(trials)), key=lambda i: (trials[i]["val_auroc"], -i))
-    return score.with_params(**candidates[best]), {"selected": candidates[best], "trials": trials}
 
 
 def _input_batches(

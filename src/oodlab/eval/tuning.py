@@ -1,0 +1,88 @@
+"""Tuning score hyper-parameters from cached outputs (no network re-run).
+
+Scores with a ``search_space`` are tuned from the cache. Selection rule (OpenOOD v1.5's
+APS): the candidate with the highest AUROC on a validation pair — a seeded ``val_fraction``
+of the ID test set, which is then removed from the ID test set, against the OOD validation
+set (the auxiliary outliers by default, never one of the OOD test sets); ties go to the
+earlier candidate in grid order.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from oodlab.errors import ConfigError, DataError
+from oodlab.eval import metrics
+from oodlab.scores import SCORES, Score
+from oodlab.types import Outputs
+
+TUNING_RULE = (
+    "highest AUROC on (ID validation = {:.0%} of the ID test set, seeded and removed from the "
+    "test set) vs the OOD validation set; ties go to the earlier candidate in grid order"
+)
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """Tuning of score hyper-parameters on a validation split, from cached outputs.
+
+    Attributes:
+        val_fraction: fraction of the ID test set held out as ID validation (seeded).
+        seed: seed of that split.
+        ood_val: the OOD validation set; ``None`` uses the auxiliary outliers.
+    """
+
+    val_fraction: float = 0.1
+    seed: int = 0
+    ood_val: Dataset[Any] | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 < self.val_fraction < 1:
+            raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+
+
+def split_id_test(n: int, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+    """Seeded (test, validation) indices of an ID test set of ``n``; ``fraction`` held out."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_val = max(1, math.floor(n * fraction))
+    if n_val >= n:
+        raise DataError(
+            f"the ID test set ({n} samples) is too small to hold out a validation split"
+        )
+    return order[n_val:].sort().values, order[:n_val].sort().values
+
+
+def fit_score(score: Score, name: str, train: Outputs | None, aux: Outputs | None) -> Score:
+    """``score`` fitted on the training (and auxiliary) outputs when it needs fitting."""
+    if name in SCORES and SCORES.get(name).requires_fit and train is None:
+        raise DataError(f"score {name!r} must be fitted on the ID training set; pass train=...")
+    return score.fit(train, aux=aux) if train is not None else score
+
+
+def tune_score(
+    score: Score,
+    name: str,
+    train: Outputs | None,
+    aux: Outputs | None,
+    id_val: Outputs,
+    ood_val: Outputs,
+) -> tuple[Score, dict[str, Any]]:
+    """``score`` with the grid point of best validation AUROC, and every trial."""
+    keys = list(score.search_space)
+    candidates = [
+        dict(zip(keys, values)) for values in itertools.product(*score.search_space.values())
+    ]
+    trials = []
+    for params in candidates:
+        candidate = fit_score(score.with_params(**params), name, train, aux)
+        auroc = metrics.auroc(candidate.score(id_val), candidate.score(ood_val))
+        trials.append({"params": params, "val_auroc": auroc})
+    best = max(range(len(trials)), key=lambda i: (trials[i]["val_auroc"], -i))
+    return score.with_params(**candidates[best]), {"selected": candidates[best], "trials": trials}
