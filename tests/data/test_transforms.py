@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torchvision.transforms import v2
 
 from oodlab.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
     TRANSFORM_PRESETS,
     ColorJitterLite,
     Cutout,
@@ -14,6 +17,8 @@ from oodlab.data.transforms import (
     build_transform,
     crop_flip,
     draw_crop_flip,
+    imagenet_train,
+    patt_imagenet_views,
 )
 from oodlab.errors import ConfigError
 
@@ -108,3 +113,56 @@ def test_cutout_and_multiview():
     assert side_h <= 16
     assert side_w <= 16
     assert MultiView([lambda t: t + 1, lambda t: t * 2])(torch.tensor(3)) == (4, 6)
+
+
+def _steps(compose):
+    return [type(t) for t in compose.transforms]
+
+
+def test_patt_imagenet_views_and_outlier_view():
+    image = torch.randint(0, 256, (3, 37, 50), dtype=torch.uint8, generator=torch.Generator())
+    views = build_transform("patt_imagenet_views")
+    torch.manual_seed(0)
+    a = views(image)
+    assert len(a) == 3
+    for v in a:
+        assert tuple(v.shape) == (3, 224, 224)
+        assert v.dtype == torch.float32
+        assert 0 <= v.min() <= v.max() <= 1
+    assert not torch.equal(a[1], a[2])  # views 2 and 3: same recipe, independent draws
+    torch.manual_seed(0)
+    assert all(torch.equal(u, v) for u, v in zip(a, views(image)))  # seeded => reproducible
+    # With statistics, the same draws normalised: ImageNet's, as imagenet_lt's transforms do.
+    torch.manual_seed(0)
+    b = patt_imagenet_views(224, IMAGENET_MEAN, IMAGENET_STD)(image)
+    mean = torch.tensor(IMAGENET_MEAN)[:, None, None]
+    std = torch.tensor(IMAGENET_STD)[:, None, None]
+    for u, v in zip(a, b):
+        torch.testing.assert_close(v, (u - mean) / std, rtol=0, atol=1e-5)
+    # View 1 is the "regular" view (jitter always, then RandAugment), views 2/3 SimCLR's.
+    regular, simclr, _ = views.transforms
+    assert v2.RandAugment in _steps(regular)
+    assert v2.ColorJitter in _steps(regular)
+    assert v2.RandAugment not in _steps(simclr)
+    assert {v2.RandomApply, v2.RandomGrayscale} <= set(_steps(simclr))
+    crops = [
+        t for t in (*regular.transforms, *simclr.transforms) if isinstance(t, v2.RandomResizedCrop)
+    ]
+    assert [c.scale for c in crops] == [(0.08, 1.0), (0.08, 1.0)]
+    ra = next(t for t in regular.transforms if isinstance(t, v2.RandAugment))
+    assert (ra.num_ops, ra.magnitude) == (2, 10)
+    assert ra.fill == [124, 116, 104]  # the ImageNet mean in 0-255
+    # Magnitude 10 is the top of each op's range, as timm's level 10 of 10 (shear 0.3, 30°).
+    space = ra._AUGMENTATION_SPACE
+    for name, top in (("ShearX", 0.3), ("Rotate", 30.0), ("Solarize", 0.0)):
+        magnitudes = space[name][0](ra.num_magnitude_bins, 224, 224)
+        assert float(magnitudes[ra.magnitude]) == pytest.approx(top)
+    # The outlier view: RandomResizedCrop(scale 0.2-1) + jitter/grayscale, [0, 1] or normalised.
+    aux = imagenet_train(64, normalize=False)
+    assert next(t for t in aux.transforms if isinstance(t, v2.RandomResizedCrop)).scale == (0.2, 1)
+    torch.manual_seed(1)
+    x = aux(image)
+    assert tuple(x.shape) == (3, 64, 64)
+    assert 0 <= x.min() <= x.max() <= 1
+    torch.manual_seed(1)
+    torch.testing.assert_close(imagenet_train(64)(image), (x - mean) / std, rtol=0, atol=1e-5)

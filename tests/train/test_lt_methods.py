@@ -12,8 +12,11 @@ import torch
 
 from oodlab.cli import main
 from oodlab.config import RunConfig, apply_overrides, from_dict
+from oodlab.data import build_benchmark
 from oodlab.models.two_branch import TwoBranch
+from oodlab.train.batches import with_transform
 from oodlab.train.loop import train
+from oodlab.train.recipes import build_recipe
 from oodlab.train.run import default_scores_of_run, load_model_from_run, load_run_config
 from oodlab.types import linear_head
 
@@ -116,3 +119,68 @@ def test_patt_running_means_survive_a_resume(tmp_path: Path):
     b = torch.load(part / "model.pt", weights_only=True)
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+
+
+def _imagenet_lt_layout(root: Path) -> None:
+    """A tiny ImageNet-LT benchmark on disk: LT lists over JPEGs in train/ and val/, ImageNet-10K
+    class folders for ImageNet-1k-OOD and ImageNet-Extra, and their wnid lists."""
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(0)
+
+    def jpeg(path: Path, c: int) -> None:  # small files of another size than the views
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pixels = torch.randint(0, 60, (30, 40, 3), generator=g, dtype=torch.uint8)
+        pixels[:, :, c % 3] += 150
+        Image.fromarray(pixels.numpy()).save(path, format="JPEG")
+
+    lists = {"train": [], "test": []}
+    for split, folder, counts in (("train", "train", (6, 4, 2)), ("test", "val", (2, 2, 2))):
+        for c, n in enumerate(counts):
+            for k in range(n):
+                jpeg(root / folder / f"n0000000{c}" / f"{k}.JPEG", c)
+                lists[split].append(f"{folder}/n0000000{c}/{k}.JPEG {c}\n")
+    (root / "ImageNet_LT").mkdir()
+    for split, lines in lists.items():
+        (root / "ImageNet_LT" / f"ImageNet_LT_{split}.txt").write_text("".join(lines))
+    for i, (wnid, listed) in enumerate((("n10000001", "ood_test"), ("n10000002", "extra"))):
+        for k in range(4):
+            jpeg(root / "imagenet10k" / wnid / f"{k}.JPEG", i + 3)
+        (root / f"imagenet_{listed}_1k_wnid_list.txt").write_text(wnid + "\n")
+
+
+def test_patt_with_its_imagenet_views_trains_on_imagenet_lt_lists(tmp_path: Path):
+    _imagenet_lt_layout(tmp_path / "data")
+    overrides = (
+        "data.benchmark=imagenet_lt", f"data.data_root={tmp_path / 'data'}",
+        "data.batch_size=4", "data.aux_batch_size=4", "data.crop_padding=0",
+        "method.name=patt", "method.options.views=patt_imagenet", "method.options.image_size=32",
+        "method.options.projection_dim=8",
+    )  # fmt: skip
+    cfg = config(*overrides)
+    # The stage's transforms reach the image-list datasets: three normalised 32-px views.
+    torch.manual_seed(0)
+    bench = build_benchmark("imagenet_lt", tmp_path / "data")
+    recipe = build_recipe("patt", cfg.method.options, bench.class_counts)
+    (stage,) = recipe.stages(cfg)
+    views, label = with_transform(bench.train, stage.transform)[5]
+    assert label == 0
+    assert [tuple(v.shape) for v in views] == [(3, 32, 32)] * 3
+    assert min(float(v.min()) for v in views) < 0  # ImageNet statistics (no model.mean here)
+    outlier, _ = with_transform(bench.aux, stage.aux_transform)[0]
+    assert tuple(outlier.shape) == (3, 32, 32)
+    assert float(outlier.min()) < 0
+    # A model that normalises itself gets views and outliers in [0, 1].
+    (own,) = recipe.stages(
+        config(*overrides, "model.mean=[0.5,0.5,0.5]", "model.std=[0.5,0.5,0.5]")
+    )
+    views, _ = with_transform(bench.train, own.transform)[5]
+    outlier, _ = with_transform(bench.aux, own.aux_transform)[0]
+    assert all(0 <= float(v.min()) <= float(v.max()) <= 1 for v in (*views, outlier))
+    train(cfg, tmp_path / "run")
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    # Three steps of 4 images, each updating the class statistics with views 2 and 3.
+    assert state["recipe"]["counts"][:3].tolist() == [12, 8, 4]
+    assert state["recipe"]["counts"].sum() == 24
+    log = (tmp_path / "run" / "train_log.jsonl").read_text()
+    assert "nan" not in log.lower()

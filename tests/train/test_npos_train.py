@@ -1,5 +1,6 @@
 """End to end: ``npos`` on the generated benchmark then its default score (KNN), and the
-feature-space pipeline on generated ``.npy`` / ``.pt`` files then MCM, checked by hand."""
+feature-space pipeline on generated ``.npy`` / ``.pt`` files then MCM, checked by hand; both
+resume bit-identically after a crash."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from sklearn.metrics import roc_auc_score
 from oodlab.cli import main
 from oodlab.config import RunConfig, apply_overrides, from_dict
 from oodlab.errors import ConfigError, DataError
-from oodlab.io import safe_torch_load
+from oodlab.io import safe_torch_load, sha256_file
+from oodlab.losses.npos import NPOSFeatureLoss
 from oodlab.models.heads import BinaryDiscriminator
 from oodlab.synthesis.feature_data import FeatureTail
 from oodlab.train import checkpoint
@@ -203,10 +205,12 @@ def test_shipped_feature_config_runs_through_oodlab_train(tmp_path, capsys):
     tail = FeatureTail(8, 8, blocks=2)  # the config's tail_blocks: 2
     tail.load_state_dict(safe_torch_load(tmp_path / "run" / "model.pt")["tail"])
     capsys.readouterr()
-    assert main([*argv, "--resume"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: npos_features keeps no checkpoints")
-    assert "\n" not in err
+    before = {n: (tmp_path / "run" / n).read_bytes() for n in ("model.pt", "results.json")}
+    assert main([*argv, "--resume"]) == 0  # a finished run: nothing to do, one line
+    printed = capsys.readouterr().out
+    assert printed.count("\n") == 1
+    assert "has already finished its 2 epochs; nothing to do" in printed
+    assert {n: (tmp_path / "run" / n).read_bytes() for n in before} == before
 
 
 def test_feature_pipeline_errors_are_one_line(tmp_path):
@@ -226,3 +230,116 @@ def test_feature_pipeline_errors_are_one_line(tmp_path):
         train_on_features(from_dict(RunConfig, cfg), tmp_path / "o3")
     with pytest.raises(ConfigError, match="embedding files"):
         NPOSFeaturesRecipe(None, [1, 1]).loss(torch.nn.Identity(), Batch([], torch.zeros(0)))
+
+
+def _same_run(a: Path, b: Path) -> None:
+    """Bit-identical final weights, results, train logs (bar timings) and last checkpoints."""
+    wa, wb = safe_torch_load(a / "model.pt"), safe_torch_load(b / "model.pt")
+    for part in ("tail", "phi"):
+        assert wa[part].keys() == wb[part].keys()
+        assert all(torch.equal(wa[part][k], wb[part][k]) for k in wa[part])
+    assert json.loads((a / "results.json").read_text()) == json.loads(
+        (b / "results.json").read_text()
+    )
+    rows_a, rows_b = read_log(a), read_log(b)
+    assert [r.pop("seconds") > 0 for r in rows_a + rows_b]
+    assert rows_a == rows_b
+    ca, cb = checkpoint.load_latest(a), checkpoint.load_latest(b)
+    assert ca["epoch"] == cb["epoch"]
+    for key in ("queue", "counts"):
+        assert torch.equal(ca["synthesizer"][key], cb["synthesizer"][key])
+    assert torch.equal(ca["rng"]["torch"], cb["rng"]["torch"])
+    momentum = [s["momentum_buffer"] for s in ca["optimizer"]["state"].values()]
+    other = [s["momentum_buffer"] for s in cb["optimizer"]["state"].values()]
+    assert all(torch.equal(m, o) for m, o in zip(momentum, other, strict=True))
+
+
+def test_feature_pipeline_writes_a_run_folder_with_checkpoints(tmp_path):
+    files = _write_features(tmp_path)
+    out = tmp_path / "out"
+    results = train_on_features(from_dict(RunConfig, _feature_config(files, tmp_path)), out)
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["seed"] == 1
+    recorded = {k: v["sha256"] for k, v in meta["embedding_files"].items()}
+    expected = {k: sha256_file(v) for k, v in files.items()}
+    assert recorded == {**expected, "ood_features.noise": sha256_file(tmp_path / "ood.npy")}
+    rows = read_log(out)
+    assert [(r["scope"], r["epoch"], r["step"]) for r in rows] == [
+        ("epoch", 0, 7),
+        ("epoch", 1, 14),
+        ("epoch", 2, 21),
+    ]  # 240 samples, batch 32: 7 steps an epoch
+    assert [{k: r[k] for k in ("epoch", "loss", "cls", "open")} for r in rows] == results[
+        "train_log"
+    ]
+    assert all(r["lr"] == 0.1 for r in rows)
+    state = checkpoint.load_latest(out)
+    assert (state["epoch"], state["step"]) == (3, 21)
+    assert state["synthesizer"]["counts"].tolist() == [20] * 3  # every class queue full
+    assert checkpoint.load_verified(out / "checkpoint.prev.pt")["epoch"] == 2
+    final = safe_torch_load(out / "model.pt")
+    assert all(torch.equal(final["tail"][k], v) for k, v in state["model"]["tail"].items())
+
+
+def test_feature_pipeline_resumes_a_crash_bit_identically(tmp_path, monkeypatch):
+    files = _write_features(tmp_path)
+    config = from_dict(RunConfig, _feature_config(files, tmp_path))
+    train_on_features(config, tmp_path / "full")
+    terms, calls = NPOSFeatureLoss.terms, []
+
+    def crash(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 18:  # step 4 of epoch 2 (synthesis on), after epoch 1's checkpoint
+            raise SimulatedCrashError
+        return terms(self, *args, **kwargs)
+
+    crashed = tmp_path / "crashed"
+    with monkeypatch.context() as patch:
+        patch.setattr(NPOSFeatureLoss, "terms", crash)
+        with pytest.raises(SimulatedCrashError):
+            train_on_features(config, crashed)
+    assert checkpoint.load_latest(crashed)["epoch"] == 2
+    assert not (crashed / "results.json").exists()
+    assert [r["epoch"] for r in read_log(crashed)] == [0, 1]
+    with pytest.raises(ConfigError, match="already holds a run; pass --resume"):
+        train_on_features(config, crashed)
+    train_on_features(config, crashed, resume=True)
+    _same_run(crashed, tmp_path / "full")
+
+
+def test_feature_pipeline_extends_a_finished_run_through_the_cli(tmp_path, capsys):
+    files = _write_features(tmp_path)
+    path = tmp_path / "npos_features.yaml"
+    path.write_text(yaml.safe_dump(_feature_config(files, tmp_path)))
+
+    def cli(run: str, *extra: str) -> int:
+        return main(["train", str(path), "--run-dir", str(tmp_path / run), *extra])
+
+    assert cli("full") == 0
+    assert cli("part", "--set", "train.epochs=1") == 0
+    assert json.loads((tmp_path / "part" / "results.json").read_text())["epochs"] == 1
+    assert cli("part", "--resume") == 0  # the config's 3 epochs: two more
+    _same_run(tmp_path / "part", tmp_path / "full")
+    capsys.readouterr()
+    # Resume with another config, a shorter run, or a changed input: one line each.
+    checks = [
+        (
+            ("--set", "train.lr=0.2", "--resume"),
+            "holds a run of another config (train.lr: 0.1 -> 0.2)",
+        ),
+        (("--set", "method.options.sigma=0.2", "--resume"), "method.options.sigma: 0.1 -> 0.2"),
+        (("--set", "train.epochs=2", "--resume"), "has trained 3 epochs, past train.epochs=2"),
+        ((), "already holds a run; pass --resume to continue it"),
+    ]
+    for extra, message in checks:
+        assert cli("part", *extra) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err
+        assert "\n" not in err
+    np.save(files["train_labels"], np.zeros(240, dtype=np.int64))
+    assert cli("part", "--set", "train.epochs=4", "--resume") == 2
+    err = capsys.readouterr().err.strip()
+    assert "method.options.train_labels file" in err
+    assert "changed since the run" in err
+    assert "\n" not in err
+    assert json.loads((tmp_path / "part" / "results.json").read_text())["epochs"] == 3

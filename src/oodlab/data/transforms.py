@@ -149,6 +149,49 @@ def patt_views(
     return MultiView([regular, simclr, simclr])
 
 
+def patt_imagenet_views(
+    size: int = 224, mean: Sequence[float] | None = None, std: Sequence[float] | None = None
+) -> MultiView:
+    """PATT's three ImageNet ID views (long_tailed.md §3.3, "ImageNet views"); ``[0, 1]`` unless
+    ``mean``/``std`` are given. The outlier view is :func:`imagenet_train`.
+
+    View 1: RandomResizedCrop(224) (scale 0.08–1), flip, ColorJitter(0.4, 0.4, 0.4, 0) always,
+    RandAugment (2 ops, magnitude 10, fill = the ImageNet mean in 0–255), to float. Views 2
+    and 3: SimCLR at 224: RandomResizedCrop(224) (scale 0.08–1), flip, jitter p = 0.8,
+    grayscale 0.2.
+
+    Notes:
+        PATT uses timm's ``rand-n2-m10-mstd0.5``; this is torchvision's ``RandAugment`` with
+        ``num_magnitude_bins=11``, so that magnitude 10 is the top of every op's range, as
+        timm's level 10 of 10 is (shear 0.3, rotation 30°, translation 0.45 of the side,
+        posterize 4 bits, solarize threshold 0; torchvision's default 31 bins would make 10 a
+        third of it). What still differs from timm: no magnitude noise (timm draws each op's
+        magnitude from N(10, 0.5) clipped to [0, 10], i.e. at or just below the top); timm
+        applies each drawn op with probability 0.5, torchvision always, but draws from 14 ops
+        including Identity where timm's 15 include Invert and SolarizeAdd; timm's brightness,
+        colour, contrast and sharpness factor is 1 + 0.9 at m10 (0.1 + 1.8·m/10), torchvision's
+        1 ± 0.9 with a random sign; timm interpolates bilinear or bicubic at random, here
+        bilinear. timm's ``translate_const`` 100 only concerns its absolute translations, which
+        are not in the RandAugment op set.
+    """
+    randaugment = v2.RandAugment(
+        num_ops=2,
+        magnitude=10,
+        num_magnitude_bins=11,
+        interpolation=v2.InterpolationMode.BILINEAR,
+        fill=[round(255 * m) for m in IMAGENET_MEAN],
+    )
+    regular = v2.Compose(
+        [v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip(),
+         v2.ColorJitter(0.4, 0.4, 0.4, 0.0), randaugment, *_to_float(mean, std)]
+    )  # fmt: skip
+    simclr = v2.Compose(
+        [v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip(), *_jitter_gray(),
+         *_to_float(mean, std)]
+    )  # fmt: skip
+    return MultiView([regular, simclr, simclr])
+
+
 def patt_aux(size: int = 32) -> v2.Compose:
     """PATT's auxiliary-outlier view: crop (pad 4), flip, jitter, grayscale, **ImageNet**
     statistics (the mismatch with the ID normalisation is PATT's, kept for faithfulness)."""
@@ -222,12 +265,14 @@ def ascood_test(dataset: str = "cifar10", normalize: bool = True) -> v2.Compose:
     )
 
 
-def imagenet_train(size: int = 224) -> v2.Compose:
+def imagenet_train(size: int = 224, normalize: bool = True) -> v2.Compose:
     """PASCL's ImageNet-LT train view: RandomResizedCrop(224, scale 0.2–1), flip, jitter p = 0.8,
-    grayscale 0.2, ImageNet normalisation (long_tailed.md §1.3)."""
+    grayscale 0.2, ImageNet normalisation (long_tailed.md §1.3; ``normalize=False`` stops at
+    ``[0, 1]``). Also PATT's ImageNet outlier view (§3.3)."""
+    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if normalize else (None, None)
     return v2.Compose(
         [v2.RandomResizedCrop(size, scale=(0.2, 1.0), antialias=True), v2.RandomHorizontalFlip(),
-         *_jitter_gray(), *_to_float(IMAGENET_MEAN, IMAGENET_STD)]
+         *_jitter_gray(), *_to_float(mean, std)]
     )  # fmt: skip
 
 
@@ -281,6 +326,7 @@ TRANSFORM_PRESETS: dict[str, Callable[..., Any]] = {
     "pascl_views": pascl_views,
     "pascl_test": pascl_test,
     "patt_views": patt_views,
+    "patt_imagenet_views": patt_imagenet_views,
     "patt_aux": patt_aux,
     "patt_test": patt_test,
     "ascood_train": ascood_train,

@@ -2,7 +2,8 @@
 
 A config with ``method.name: npos_features`` trains on embedding files, not images: it runs
 :func:`oodlab.train.methods.npos_features.train_on_features` (which also scores with MCM)
-instead of the image loop.
+instead of the image loop, into the same kind of run folder (config, meta, train log, a
+checkpoint after every epoch), and ``--resume`` continues it the same way.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from oodlab.config import RunConfig, load_config
-from oodlab.errors import ConfigError
 
 
 def add_train_parser(sub: Any) -> None:
@@ -53,11 +53,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train_on_features(config: RunConfig, run_dir: Path, resume: bool) -> int:
-    from oodlab.train.methods.npos_features import train_on_features
+    from oodlab.train.methods.npos_features import finished_results, train_on_features
 
-    if resume:
-        raise ConfigError("npos_features keeps no checkpoints to resume from: drop --resume")
-    results = train_on_features(config, run_dir)
+    if resume and finished_results(config, run_dir) is not None:
+        print(
+            f"{run_dir} has already finished its {config.train.epochs} epochs; nothing to do "
+            f"(results: {run_dir / 'results.json'})"
+        )
+        return 0
+    results = train_on_features(config, run_dir, resume=resume)
     summary = [f"trained {config.train.epochs} epochs on embedding files"]
     if "id_accuracy" in results:
         summary.append(f"ID accuracy {100 * results['id_accuracy']:.2f}%")

@@ -65,6 +65,19 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
+def provenance(device: torch.device, seed: int, world_size: int = 1) -> dict[str, Any]:
+    """The head of every ``meta.json``: versions, git commit, device, world size and seed."""
+    return {
+        "oodlab_version": oodlab.__version__,
+        "torch_version": torch.__version__,
+        "python": platform.python_version(),
+        "git_commit": git_commit(),
+        "device": str(device),
+        "world_size": world_size,
+        "seed": seed,
+    }
+
+
 def write_run_files(
     run_dir: Path, config: RunConfig, benchmark: Benchmark, device: torch.device, world_size: int
 ) -> None:
@@ -74,13 +87,7 @@ def write_run_files(
     atomic_write_json(
         run_dir / "meta.json",
         {
-            "oodlab_version": oodlab.__version__,
-            "torch_version": torch.__version__,
-            "python": platform.python_version(),
-            "git_commit": git_commit(),
-            "device": str(device),
-            "world_size": world_size,
-            "seed": config.train.seed,
+            **provenance(device, config.train.seed, world_size),
             "benchmark": benchmark.name,
             "num_classes": benchmark.num_classes,
             "image_shape": list(benchmark.image_shape),

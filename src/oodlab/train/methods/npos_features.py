@@ -12,14 +12,23 @@ Usage (no model is downloaded, any embedding files work)::
 or ``python -m oodlab.train.methods.npos_features CONFIG OUT_DIR [--set key=value ...]``.
 The config is a run config (``train.*``: optimiser, schedule, epochs, seed, device;
 ``data.batch_size``) with ``method.name: npos_features`` and the files and hyper-parameters in
-``method.options`` (:class:`NPOSFeatureOptions`). ``OUT_DIR`` receives, atomically,
-``config.yaml``, ``model.pt`` (the tail and ``φ`` state dicts) and ``results.json`` (per-epoch
-losses; ID accuracy and MCM metrics per OOD set and their mean, OOD = positive).
+``method.options`` (:class:`NPOSFeatureOptions`). ``OUT_DIR`` is a run folder, written
+atomically as an image run's: ``config.yaml``; ``meta.json`` (versions, git commit, device,
+seed, and the path and SHA-256 of every embedding file read); ``train_log.jsonl`` (one row per
+epoch); ``checkpoint.pt`` (+ ``checkpoint.prev.pt``, each with its ``.json`` hash record) after
+every epoch; at the end ``model.pt`` (the tail and ``φ`` state dicts) and ``results.json``
+(per-epoch losses; ID accuracy and MCM metrics per OOD set and their mean, OOD = positive).
+
+An interrupted run resumes (``oodlab train CONFIG --run-dir OUT_DIR --resume``, or
+``resume=True``) from its last checkpoint and ends bit-identical to an uninterrupted run on
+the CPU; see :func:`train_on_features`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,21 +38,26 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from oodlab.config import RunConfig, check, from_dict, load_config, save_resolved
-from oodlab.errors import ConfigError, OodlabError
+from oodlab.config import RunConfig, check, from_dict, load_config, save_resolved, to_dict
+from oodlab.errors import ConfigError, DataError, OodlabError
 from oodlab.eval.metrics import ood_metrics
-from oodlab.io import atomic_torch_save, atomic_write_json
+from oodlab.io import atomic_torch_save, atomic_write_json, atomic_write_text, sha256_file
 from oodlab.losses.npos import NPOSFeatureLoss
 from oodlab.models.heads import BinaryDiscriminator
 from oodlab.scores._features import l2_normalize
 from oodlab.scores.mcm import mcm
 from oodlab.synthesis.feature_data import FeatureTail, load_features, load_labels
 from oodlab.synthesis.npos import NPOSSynthesizer
-from oodlab.train.checkpoint import seed_everything
+from oodlab.train import checkpoint
 from oodlab.train.optim import build_optimizer, build_scheduler
 from oodlab.train.recipes import Batch, Recipe, register_method
+from oodlab.train.run import append_log, load_run_config, provenance, read_log
 
 PAPER = "Tao, Du, Zhu & Li (NPOS), ICLR 2023, arXiv:2303.02966"
+_TERMS = ("loss", "cls", "open")
+_TRAIN_INPUTS = ("train_features", "train_labels", "class_embeddings")
+_MAY_CHANGE = ("train.epochs", "train.device", "train.quiet")
+_RUN_FILES = ("checkpoint.pt", "checkpoint.prev.pt", "model.pt", "results.json")
 
 
 @dataclass(frozen=True)
@@ -105,9 +119,27 @@ class NPOSFeaturesRecipe(Recipe):
 
 
 def train_on_features(
-    config: RunConfig | str | Path, out_dir: str | Path, overrides: Sequence[str] = ()
+    config: RunConfig | str | Path,
+    out_dir: str | Path,
+    overrides: Sequence[str] = (),
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Train the tail and ``φ`` with NPOS on embedding files, score with MCM, write results.
+
+    After every epoch an atomic, verified checkpoint (:mod:`oodlab.train.checkpoint`) holds
+    the tail, ``φ``, optimiser, schedule, the synthesizer's class queues and counters, the RNG
+    states and the epoch. With ``resume``, training continues from the newest good checkpoint
+    in ``out_dir`` (or starts, when there is none) and ends as an uninterrupted run would
+    (bit-identical on the CPU); a run that already finished ``train.epochs`` returns its
+    stored results without training; a larger ``train.epochs`` extends a finished run.
+
+    Raises:
+        ConfigError: ``out_dir`` already holds a run and ``resume`` is false; with ``resume``,
+            it holds a run of another config (only ``train.epochs``, ``train.device`` and
+            ``train.quiet`` may change) or one past ``train.epochs``.
+        DataError: a file is missing or malformed, or (with ``resume``) a training input
+            changed since the run started (its SHA-256 is in ``meta.json``).
+        CheckpointError: ``resume`` finds only corrupted checkpoints.
 
     Reference:
         Tao, Du, Zhu & Li, "Non-parametric Outlier Synthesis", ICLR 2023, arXiv:2303.02966,
@@ -123,18 +155,24 @@ def train_on_features(
     """
     if not isinstance(config, RunConfig):
         config = load_config(RunConfig, config, overrides)
-    if config.method.name != "npos_features":
-        raise ConfigError(f"method.name must be 'npos_features', got {config.method.name!r}")
-    opts = from_dict(NPOSFeatureOptions, config.method.options, where="method.options")
-    for key in ("train_features", "train_labels", "class_embeddings"):
-        check(bool(getattr(opts, key)), f"method.options.{key} is required (a .npy or .pt path)")
+    opts = _options(config)
+    out = Path(out_dir)
+    if resume:
+        stored = finished_results(config, out)
+        if stored is not None:
+            return stored
+    elif any((out / name).exists() for name in _RUN_FILES):
+        raise ConfigError(
+            f"{out} already holds a run; pass --resume to continue it, or another --run-dir"
+        )
     text = load_features(opts.class_embeddings, "class embeddings")
     x = load_features(opts.train_features, "training features")
     y = load_labels(opts.train_labels, "training labels", len(x), len(text))
+    inputs = _input_records(opts)
     tc = config.train
     auto = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(auto if tc.device == "auto" else tc.device)
-    seed_everything(tc.seed)
+    checkpoint.seed_everything(tc.seed)
     tail = FeatureTail(x.shape[1], text.shape[1], opts.tail_blocks, opts.tail_hidden).to(device)
     phi = BinaryDiscriminator(text.shape[1], opts.mlp_hidden).to(device)
     groups = [{"params": list(tail.parameters()), "lr": tc.lr}]
@@ -154,11 +192,28 @@ def train_on_features(
         opts.k,
         opts.sigma,
     )
+    state = checkpoint.load_latest(out) if resume else None
+    done = 0 if state is None else int(state["epoch"])
+    if state is not None:
+        if done > tc.epochs:
+            raise ConfigError(
+                f"{out} has trained {done} epochs, past train.epochs={tc.epochs}; set "
+                f"train.epochs >= {done}, or pass another --run-dir"
+            )
+        _check_inputs(out, inputs)
+        tail.load_state_dict(state["model"]["tail"])
+        phi.load_state_dict(state["model"]["phi"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        synth.load_state_dict(state["synthesizer"])
+        checkpoint.set_rng_state(state["rng"])
+    _start_run_folder(out, config, device, inputs, done)
     classes = l2_normalize(text).to(device)
-    log: list[dict[str, float]] = []
-    for epoch in tqdm(range(tc.epochs), "npos_features", disable=tc.quiet, leave=False):
+    epochs = range(done, tc.epochs)
+    for epoch in tqdm(epochs, "npos_features", tc.epochs, False, initial=done, disable=tc.quiet):
+        tic, lr = time.perf_counter(), float("nan")
         order = torch.randperm(len(x))
-        sums = {"loss": 0.0, "cls": 0.0, "open": 0.0}
+        sums = dict.fromkeys(_TERMS, 0.0)
         for i in range(steps):
             rows = order[i * batch : (i + 1) * batch]
             e = tail(x[rows].to(device))
@@ -171,17 +226,126 @@ def train_on_features(
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             optimizer.step()
+            lr = optimizer.param_groups[0]["lr"]  # the rate this step used
             scheduler.step()
             for key in sums:
                 sums[key] += float(terms[key].detach()) / steps
-        log.append({"epoch": epoch, **sums})
-    out = Path(out_dir)
-    save_resolved(config, out / "config.yaml")
+        row = {"scope": "epoch", "epoch": epoch, "step": (epoch + 1) * steps, **sums, "lr": lr}
+        append_log(out, [{**row, "seconds": time.perf_counter() - tic}])
+        ckpt: dict[str, Any] = {"epoch": epoch + 1, "step": (epoch + 1) * steps}
+        ckpt["model"] = {"tail": tail.state_dict(), "phi": phi.state_dict()}
+        ckpt |= {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+        ckpt |= {"synthesizer": synth.state_dict(), "rng": checkpoint.rng_state()}
+        checkpoint.save(out, ckpt)
     atomic_torch_save(out / "model.pt", {"tail": tail.state_dict(), "phi": phi.state_dict()})
-    results: dict[str, Any] = {"method": "npos_features", "score": "mcm", "train_log": log}
+    log = [{k: r[k] for k in ("epoch", *_TERMS)} for r in read_log(out) if r["scope"] == "epoch"]
+    results: dict[str, Any] = {"method": "npos_features", "score": "mcm", "epochs": tc.epochs}
+    results["train_log"] = log
     results.update(_evaluate(tail, classes, opts, x.shape[1], device))
     atomic_write_json(out / "results.json", results)
     return results
+
+
+def finished_results(config: RunConfig, run_dir: str | Path) -> dict[str, Any] | None:
+    """The stored ``results.json`` when ``run_dir`` has finished ``config``, else ``None``.
+
+    Raises:
+        ConfigError: ``run_dir`` holds a run of another config (only ``train.epochs``,
+            ``train.device`` and ``train.quiet`` may differ: a resume may extend a run).
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        return None
+    _check_same_config(load_run_config(run_dir), config, run_dir)
+    path = run_dir / "results.json"
+    if not path.is_file():
+        return None
+    results: dict[str, Any] = json.loads(path.read_text())
+    return results if results.get("epochs") == config.train.epochs else None
+
+
+def _options(config: RunConfig) -> NPOSFeatureOptions:
+    if config.method.name != "npos_features":
+        raise ConfigError(f"method.name must be 'npos_features', got {config.method.name!r}")
+    opts = from_dict(NPOSFeatureOptions, config.method.options, where="method.options")
+    for key in _TRAIN_INPUTS:
+        check(bool(getattr(opts, key)), f"method.options.{key} is required (a .npy or .pt path)")
+    return opts
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(data, dict) or not data:
+        return {prefix.rstrip("."): data}
+    return {
+        k: v for key, value in data.items() for k, v in _flatten(value, f"{prefix}{key}.").items()
+    }
+
+
+def _check_same_config(saved: RunConfig, config: RunConfig, run_dir: Path) -> None:
+    """One line listing what differs when ``config`` is not the config ``run_dir`` started."""
+
+    def comparable(c: RunConfig) -> dict[str, Any]:
+        data = to_dict(c)
+        data["method"]["options"] = to_dict(_options(c))  # defaults filled in
+        return {k: v for k, v in _flatten(data).items() if k not in _MAY_CHANGE}
+
+    a, b = comparable(saved), comparable(config)
+    diffs = [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(a | b) if a.get(k) != b.get(k)]
+    if diffs:
+        shown = "; ".join(diffs[:3]) + (f"; and {len(diffs) - 3} more" if len(diffs) > 3 else "")
+        raise ConfigError(
+            f"{run_dir} holds a run of another config ({shown}); resume it with its config.yaml "
+            f"(only {', '.join(_MAY_CHANGE)} may change), or pass another --run-dir"
+        )
+
+
+def _input_records(opts: NPOSFeatureOptions) -> dict[str, dict[str, str]]:
+    """Path and SHA-256 of every embedding file the run reads (missing files raise one line)."""
+    paths = {key: getattr(opts, key) for key in (*_TRAIN_INPUTS, "test_features", "test_labels")}
+    paths |= {f"ood_features.{name}": path for name, path in sorted(opts.ood_features.items())}
+    records = {}
+    for key, path in paths.items():
+        if path is None:
+            continue
+        if not Path(path).is_file():
+            raise DataError(
+                f"method.options.{key} file {path} does not exist; pass an existing .npy or .pt"
+            )
+        records[key] = {"path": str(path), "sha256": sha256_file(path)}
+    return records
+
+
+def _check_inputs(run_dir: Path, inputs: dict[str, dict[str, str]]) -> None:
+    """A resumed run trains on the very files it started with (their SHA-256 in meta.json)."""
+    meta = run_dir / "meta.json"
+    saved = json.loads(meta.read_text()).get("embedding_files", {}) if meta.is_file() else {}
+    for key in _TRAIN_INPUTS:
+        old, new = saved.get(key, {}).get("sha256"), inputs[key]["sha256"]
+        if old is not None and old != new:
+            raise DataError(
+                f"method.options.{key} file {inputs[key]['path']} changed since the run in "
+                f"{run_dir} started (SHA-256 {old[:12]}..., now {new[:12]}...); restore it, or "
+                "pass another --run-dir"
+            )
+
+
+def _start_run_folder(
+    out: Path,
+    config: RunConfig,
+    device: torch.device,
+    inputs: dict[str, dict[str, str]],
+    done: int,
+) -> None:
+    """config.yaml, meta.json, the train log cut to the ``done`` epochs; no stale results."""
+    out.mkdir(parents=True, exist_ok=True)
+    save_resolved(config, out / "config.yaml")
+    meta = {**provenance(device, config.train.seed), "embedding_files": inputs}
+    atomic_write_json(out / "meta.json", meta)
+    for name in ("model.pt", "results.json"):  # an extended run: written again at its end
+        (out / name).unlink(missing_ok=True)
+    keep = [row for row in read_log(out) if row["epoch"] < done]
+    atomic_write_text(out / "train_log.jsonl", "")
+    append_log(out, keep)
 
 
 @torch.no_grad()
@@ -216,9 +380,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("config")
     parser.add_argument("out_dir")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--resume", action="store_true", help="continue the run in OUT_DIR")
     args = parser.parse_args(argv)
     try:
-        results = train_on_features(args.config, args.out_dir, args.overrides)
+        results = train_on_features(args.config, args.out_dir, args.overrides, args.resume)
     except OodlabError as exc:  # one line, as the oodlab CLI
         raise SystemExit(f"error: {exc}") from None
     print({k: v for k, v in results.items() if k in ("id_accuracy", "mean")})

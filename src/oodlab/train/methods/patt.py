@@ -9,7 +9,14 @@ from typing import Any, Literal
 from torch import Tensor, nn
 
 from oodlab.config import RunConfig, check
-from oodlab.data.transforms import pascl_train, patt_views
+from oodlab.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    imagenet_train,
+    pascl_train,
+    patt_imagenet_views,
+    patt_views,
+)
 from oodlab.errors import DataError
 from oodlab.losses.patt import PATTLoss
 from oodlab.train.recipes import Batch, Recipe, Stage, forward_concat, register_method
@@ -28,8 +35,13 @@ class PATTOptions:
             head (ImageNet: 1024); ``null``: the raw pooled features (CIFAR).
         views: ``patt_cifar``: the paper's three 32-px views (crop + AutoAugment + Cutout;
             two SimCLR views) and a crop/jitter/grayscale outlier view, per image on the CPU
-            workers; ``batch``: the benchmark's own augmentation for every view (on the
-            device for in-memory sets — the CPU-sized runs use this).
+            workers; ``patt_imagenet``: its 224-px ImageNet views (crop + jitter +
+            RandAugment; two SimCLR views; outliers cropped at scale 0.2–1, jittered), on the
+            CPU workers too (:func:`~oodlab.data.transforms.patt_imagenet_views`);
+            ``batch``: the benchmark's own augmentation for every view (on the device for
+            in-memory sets — the CPU-sized runs use this).
+        image_size: side of the ``patt_*`` views; ``null``: the paper's (32 for
+            ``patt_cifar``, 224 for ``patt_imagenet``).
     """
 
     oe_weight: float = 0.1
@@ -38,12 +50,17 @@ class PATTOptions:
     tla_scale: float = 0.9
     normalize: bool = True
     projection_dim: int | None = None
-    views: Literal["patt_cifar", "batch"] = "patt_cifar"
+    views: Literal["patt_cifar", "patt_imagenet", "batch"] = "patt_cifar"
+    image_size: int | None = None
 
     def __post_init__(self) -> None:
         check(self.temperature > 0, f"method.options.temperature must be > 0: {self.temperature}")
         check(self.tla_scale > 0, f"method.options.tla_scale must be > 0: {self.tla_scale}")
         check(self.oe_weight >= 0, f"method.options.oe_weight must be >= 0: {self.oe_weight}")
+        check(
+            self.image_size is None or self.image_size > 0,
+            f"method.options.image_size must be > 0 or null: {self.image_size}",
+        )
 
 
 @register_method(
@@ -69,7 +86,10 @@ class PATTRecipe(Recipe):
     Notes:
         Images enter the model in [0, 1] and the run's ``model.mean``/``model.std``
         normalise ID views and outliers alike; the official code normalises outliers with
-        ImageNet statistics and ID with CIFAR statistics (long_tailed.md §3.8).
+        ImageNet statistics and ID with CIFAR statistics (long_tailed.md §3.8). The
+        ``patt_imagenet`` views follow the benchmark instead when the model does not
+        normalise (no ``model.mean``, as on ``imagenet_lt``, whose images are normalised by
+        their transforms): then views and outliers carry ImageNet statistics.
     """
 
     views = 3
@@ -94,18 +114,19 @@ class PATTRecipe(Recipe):
         return model
 
     def stages(self, config: RunConfig) -> list[Stage]:
-        if self.options.views == "batch":
+        o = self.options
+        if o.views == "batch":
             return [Stage("main", config.train, views=3, uses_aux=True)]
-        identity = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # the model normalises
+        if o.views == "patt_cifar":
+            size = o.image_size or 32
+            identity = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # the model normalises
+            views, aux = patt_views(size, *identity), pascl_train(size)
+        else:  # without model.mean/std, normalise here as imagenet_lt's own transforms do
+            size, normalize = o.image_size or 224, config.model.mean is None
+            stats = (IMAGENET_MEAN, IMAGENET_STD) if normalize else (None, None)
+            views, aux = patt_imagenet_views(size, *stats), imagenet_train(size, normalize)
         return [
-            Stage(
-                "main",
-                config.train,
-                views=3,
-                uses_aux=True,
-                transform=patt_views(32, *identity),
-                aux_transform=pascl_train(32),
-            )
+            Stage("main", config.train, views=3, uses_aux=True, transform=views, aux_transform=aux)
         ]
 
     def _loss_fn(self) -> PATTLoss:
