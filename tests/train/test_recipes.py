@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from oodlab.config import RunConfig, apply_overrides, from_dict
+from oodlab.errors import ConfigError
 from oodlab.io import safe_torch_load
 from oodlab.losses.oe import outlier_exposure
 from oodlab.models import WithHeads
@@ -34,6 +35,10 @@ from oodlab.types import linear_head
 @dataclass(frozen=True)
 class ToyOptions:
     crash_at_step: int = -1  # raise after this many steps in total (a simulated crash)
+
+
+# A crash injected without changing the run's config (a resume must use the same config).
+CRASH_AT = {"step": -1}
 
 
 class SimulatedCrashError(RuntimeError):
@@ -90,7 +95,7 @@ class TwoStage(Recipe):
 
     def after_step(self, batch: Batch) -> None:
         self.steps += 1
-        if self.steps == self.options.crash_at_step:
+        if self.steps in (self.options.crash_at_step, CRASH_AT["step"]):
             raise SimulatedCrashError(f"crash after step {self.steps}")
 
     def on_train_end(self, model: nn.Module, context: TrainContext) -> None:
@@ -164,12 +169,14 @@ def test_stages_freeze_heads_and_recipe_state(tmp_path, recipes):
 
 
 @pytest.mark.parametrize("crash_at", [12, 24])  # inside stage "main", inside stage "head"
-def test_crash_and_resume_of_a_two_stage_run_is_bit_identical(tmp_path, crash_at):
+def test_crash_and_resume_of_a_two_stage_run_is_bit_identical(tmp_path, crash_at, monkeypatch):
     train(config(), tmp_path / "reference")
     run = tmp_path / "crashed"
+    monkeypatch.setitem(CRASH_AT, "step", crash_at)
     with pytest.raises(SimulatedCrashError):
-        train(config(f"method.options.crash_at_step={crash_at}"), run)
+        train(config(), run)
     assert not (run / "model.pt").exists()
+    monkeypatch.setitem(CRASH_AT, "step", -1)
     train(config(), run, resume=True)
     a = safe_torch_load(tmp_path / "reference" / "model.pt")
     b = safe_torch_load(run / "model.pt")
@@ -184,3 +191,19 @@ def test_options_are_validated_against_the_recipe_dataclass():
     recipe = build_recipe("toy_two_stage", {"crash_at_step": 3}, [4, 2])
     assert recipe.options == ToyOptions(3)
     assert recipe.prior.tolist() == pytest.approx([2 / 3, 1 / 3])
+
+
+def test_resuming_with_another_config_is_refused_in_one_line(tmp_path):
+    run = tmp_path / "run"
+    CRASH_AT["step"] = 3
+    try:
+        with pytest.raises(SimulatedCrashError):
+            train(config(), run)
+    finally:
+        CRASH_AT["step"] = -1
+    with pytest.raises(ConfigError, match=r"another config \(train.lr: ") as err:
+        train(config("train.lr=0.5"), run, resume=True)
+    assert "\n" not in str(err.value)
+    # the epochs, device and dataset folder may change: a resume may extend or move a run
+    train(config("train.epochs=3", "data.data_root=/elsewhere"), run, resume=True)
+    assert (run / "model.pt").is_file()

@@ -37,7 +37,15 @@ from oodlab.train import checkpoint
 from oodlab.train.batches import Loader, as_views, build_loader, eval_batches, with_transform
 from oodlab.train.optim import build_optimizer, build_scheduler, lr_factor
 from oodlab.train.recipes import Batch, Recipe, Stage, TrainContext, TrainView, build_recipe
-from oodlab.train.run import append_log, build_model, read_log, save_final_model, write_run_files
+from oodlab.train.run import (
+    append_log,
+    build_model,
+    check_same_config,
+    load_run_config,
+    read_log,
+    save_final_model,
+    write_run_files,
+)
 
 
 @dataclass
@@ -70,8 +78,10 @@ def train(config: RunConfig, run_dir: str | Path, resume: bool = False) -> Train
     """Train ``config`` into ``run_dir``; with ``resume``, continue from its last checkpoint.
 
     Raises:
-        ConfigError: ``run_dir`` already holds a run and ``resume`` is false, or the config
-            is invalid (unknown method or model, bad options).
+        ConfigError: ``run_dir`` already holds a run and ``resume`` is false; with
+            ``resume``, it holds a run of another config (:func:`check_same_config`: only the
+            epochs, device, verbosity and dataset folder may change); or the config is
+            invalid (unknown method or model, bad options).
         CheckpointError: ``resume`` finds only corrupted checkpoints.
     """
     run_dir = Path(run_dir)
@@ -79,6 +89,8 @@ def train(config: RunConfig, run_dir: str | Path, resume: bool = False) -> Train
         raise ConfigError(
             f"{run_dir} already holds a run; pass --resume to continue it, or another --run-dir"
         )
+    if resume and (run_dir / "config.yaml").is_file():
+        check_same_config(load_run_config(run_dir), config, run_dir)
     info, device = init_from_env(config.train.device)
     try:
         return _Run(config, run_dir, info, device).fit(resume)

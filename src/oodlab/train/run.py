@@ -110,6 +110,38 @@ def _weights_record(weights: str | None) -> dict[str, str] | None:
     return {"path": weights, "sha256": sha256_file(Path(weights).expanduser())}
 
 
+RESUME_MAY_CHANGE = ("train.epochs", "train.device", "train.quiet", "data.data_root")
+
+
+def check_same_config(saved: RunConfig, config: RunConfig, run_dir: Path) -> None:
+    """One line listing what differs when ``config`` is not the config ``run_dir`` started
+    with; a resume may only extend the run, move it to another device or dataset folder."""
+
+    def comparable(c: RunConfig) -> dict[str, Any]:
+        data = to_dict(c)
+        kind = METHODS.get(c.method.name).config_type
+        if kind is not None:  # defaults filled in, so an option spelt out equals its default
+            data["method"]["options"] = to_dict(from_dict(kind, c.method.options, where="method"))
+        return {k: v for k, v in _flatten(data).items() if k not in RESUME_MAY_CHANGE}
+
+    a, b = comparable(saved), comparable(config)
+    diffs = [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(a | b) if a.get(k) != b.get(k)]
+    if diffs:
+        shown = "; ".join(diffs[:3]) + (f"; and {len(diffs) - 3} more" if len(diffs) > 3 else "")
+        raise ConfigError(
+            f"{run_dir} holds a run of another config ({shown}); resume it with its config.yaml "
+            f"(only {', '.join(RESUME_MAY_CHANGE)} may change), or pass another --run-dir"
+        )
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(data, dict) or not data:
+        return {prefix.rstrip("."): data}
+    return {
+        k: v for key, value in data.items() for k, v in _flatten(value, f"{prefix}{key}.").items()
+    }
+
+
 def load_run_config(run_dir: str | Path) -> RunConfig:
     """The resolved config saved in a run folder."""
     path = Path(run_dir) / "config.yaml"

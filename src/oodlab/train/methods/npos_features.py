@@ -38,7 +38,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from oodlab.config import RunConfig, check, from_dict, load_config, save_resolved, to_dict
+from oodlab.config import RunConfig, check, from_dict, load_config, save_resolved
 from oodlab.errors import ConfigError, DataError, OodlabError
 from oodlab.eval.metrics import ood_metrics
 from oodlab.io import atomic_torch_save, atomic_write_json, atomic_write_text, sha256_file
@@ -51,12 +51,17 @@ from oodlab.synthesis.npos import NPOSSynthesizer
 from oodlab.train import checkpoint
 from oodlab.train.optim import build_optimizer, build_scheduler
 from oodlab.train.recipes import Batch, Recipe, register_method
-from oodlab.train.run import append_log, load_run_config, provenance, read_log
+from oodlab.train.run import (
+    append_log,
+    check_same_config,
+    load_run_config,
+    provenance,
+    read_log,
+)
 
 PAPER = "Tao, Du, Zhu & Li (NPOS), ICLR 2023, arXiv:2303.02966"
 _TERMS = ("loss", "cls", "open")
 _TRAIN_INPUTS = ("train_features", "train_labels", "class_embeddings")
-_MAY_CHANGE = ("train.epochs", "train.device", "train.quiet")
 _RUN_FILES = ("checkpoint.pt", "checkpoint.prev.pt", "model.pt", "results.json")
 
 
@@ -256,7 +261,7 @@ def finished_results(config: RunConfig, run_dir: str | Path) -> dict[str, Any] |
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         return None
-    _check_same_config(load_run_config(run_dir), config, run_dir)
+    check_same_config(load_run_config(run_dir), config, run_dir)
     path = run_dir / "results.json"
     if not path.is_file():
         return None
@@ -271,32 +276,6 @@ def _options(config: RunConfig) -> NPOSFeatureOptions:
     for key in _TRAIN_INPUTS:
         check(bool(getattr(opts, key)), f"method.options.{key} is required (a .npy or .pt path)")
     return opts
-
-
-def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(data, dict) or not data:
-        return {prefix.rstrip("."): data}
-    return {
-        k: v for key, value in data.items() for k, v in _flatten(value, f"{prefix}{key}.").items()
-    }
-
-
-def _check_same_config(saved: RunConfig, config: RunConfig, run_dir: Path) -> None:
-    """One line listing what differs when ``config`` is not the config ``run_dir`` started."""
-
-    def comparable(c: RunConfig) -> dict[str, Any]:
-        data = to_dict(c)
-        data["method"]["options"] = to_dict(_options(c))  # defaults filled in
-        return {k: v for k, v in _flatten(data).items() if k not in _MAY_CHANGE}
-
-    a, b = comparable(saved), comparable(config)
-    diffs = [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(a | b) if a.get(k) != b.get(k)]
-    if diffs:
-        shown = "; ".join(diffs[:3]) + (f"; and {len(diffs) - 3} more" if len(diffs) > 3 else "")
-        raise ConfigError(
-            f"{run_dir} holds a run of another config ({shown}); resume it with its config.yaml "
-            f"(only {', '.join(_MAY_CHANGE)} may change), or pass another --run-dir"
-        )
 
 
 def _input_records(opts: NPOSFeatureOptions) -> dict[str, dict[str, str]]:
