@@ -45,6 +45,7 @@ def evaluate_run(run: Path, cfg: RunConfig) -> dict:
         scores,
         near=benchmark.near,
         far=benchmark.far,
+        class_counts=benchmark.class_counts,
         extract_config=extract,
     )
     return result.to_dict()
@@ -137,6 +138,8 @@ def test_mos_trains_predicts_by_group_and_evaluates_with_the_mos_score(tmp_path)
     assert 0.0 <= result_json["scores"]["mos"]["means"]["all"]["auroc"] <= 1.0
     # Evaluation classifies with the group rule too (not argmax over the group logits).
     assert result_json["id_accuracy"] == pytest.approx(result.final_accuracy)
+    # Per ID class (4), not per group logit (6): the bench's head-vs-tail chart needs it.
+    assert len(result_json["per_class_flagged"]["mos"]) == 4
 
 
 def test_mos_prediction_maps_back_to_class_ids():

@@ -319,7 +319,11 @@ def evaluate(
         },
         skipped=skipped,
         raw=raw,
-        per_class_flagged=_flagged_per_class(raw, id_out.labels.numpy(), id_out.num_classes),
+        per_class_flagged=_flagged_per_class(
+            raw,
+            id_out.labels.numpy(),
+            len(class_counts) if class_counts is not None else id_out.num_classes,
+        ),
     )
     if out_dir is not None:
         from oodlab.eval.report import write_report
