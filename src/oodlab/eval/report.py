@@ -189,8 +189,12 @@ def save_flagged_per_class(flagged: Mapping[str, np.ndarray], path: Path) -> Non
     num_classes = len(next(iter(flagged.values())))
     width = 0.8 / len(names)
     fig, ax = plt.subplots(figsize=(max(5, 0.5 * num_classes * max(1, len(names) / 3)), 3.5))
+    # tab20 keeps up to 20 methods apart (the default cycle repeats after 10)
+    colours = plt.get_cmap("tab10" if len(names) <= 10 else "tab20").colors
     for i, name in enumerate(names):
-        ax.bar(np.arange(num_classes) + i * width, flagged[name], width=width, label=name)
+        x = np.arange(num_classes) + (i - (len(names) - 1) / 2) * width
+        ax.bar(x, flagged[name], width=width, label=name, color=colours[i % len(colours)])
+    ax.set_xticks(np.arange(num_classes))
     ax.set_xlabel("ID class (ordered as labelled; long-tailed sets: head first)")
     ax.set_ylabel("ID flagged as OOD @95% OOD flagged")
     ax.legend(fontsize=7, ncol=2)
