@@ -84,3 +84,40 @@ def test_unknown_score_and_missing_dataset_through_the_cli(tmp_path, capsys, mon
     err = capsys.readouterr().err.strip()
     assert "Fashion-MNIST not found" in err
     assert "\n" not in err
+
+
+def test_eval_tune_uses_the_benchmark_ood_val_or_fails_in_one_line(tmp_path, capsys, monkeypatch):
+    import dataclasses
+    import json
+
+    import torch
+
+    import oodlab.data
+    from oodlab.data import build_benchmark
+    from oodlab.models import MODELS
+
+    weights = tmp_path / "w.pt"
+    torch.save(
+        MODELS.create("small_cnn", num_classes=4, in_channels=1, width=0.25).state_dict(), weights
+    )
+    synthetic = build_benchmark("synthetic")
+    no_aux = dataclasses.replace(synthetic, aux=None, info={"ood_val": "not found (val_x.txt)"})
+    monkeypatch.setattr(oodlab.data, "build_benchmark", lambda *a, **k: no_aux)
+    argv = ["eval", "--checkpoint", str(weights), "--model", "small_cnn", "--model-set",
+            "width=0.25", "--benchmark", "synthetic", "--scores", "energy", "--tune",
+            "--device", "cpu", "--quiet", "--cache-dir", str(tmp_path / "cache"),
+            "--out", str(tmp_path / "eval")]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--tune needs an OOD validation set" in err
+    assert "not found (val_x.txt)" in err
+    assert "\n" not in err
+
+    with_val = dataclasses.replace(synthetic, aux=None, ood_val=synthetic.aux)
+    monkeypatch.setattr(oodlab.data, "build_benchmark", lambda *a, **k: with_val)
+    assert main(argv) == 0
+    data = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert "(tune.ood_val synthetic-aux-0, 128 images)" in data["meta"]["tuning_rule"]
+    tuning = data["scores"]["energy"]["tuning"]
+    assert len(tuning["trials"]) > 1
+    assert tuning["selected"] == data["scores"]["energy"]["params"]

@@ -197,6 +197,22 @@ def test_ascood_release_lists(tmp_path, name, num_classes, size):
     assert near.targets.tolist() == [-1, -1, -1]
     x, _ = check_item(near, size, 2)
     assert abs(level(x) - 220) < 3  # read from images_largescale/<near_dir>/
+    # OOD validation set (OpenImage-O val, OpenOOD's imagenet200 list): optional.
+    assert bench.ood_val is None
+    assert bench.info["ood_val"].startswith("not found")
+    assert "benchmark_imglist/imagenet200/val_openimage_o.txt" in bench.info["ood_val"]
+    val_list = tmp_path / "data" / "benchmark_imglist" / "imagenet200" / "val_openimage_o.txt"
+    val_list.parent.mkdir(parents=True)
+    val_list.write_text("".join(f"openimage_o/val/{i}.jpg 0\n" for i in range(5)))
+    assert build_benchmark(name, tmp_path).ood_val is None  # list without its images
+    for i in range(5):
+        image(images / "openimage_o" / "val" / f"{i}.jpg", 100 + i)
+    bench = build_benchmark(name, tmp_path)
+    assert len(bench.ood_val) == 5
+    assert bench.ood_val.targets.tolist() == [-1] * 5
+    assert "(5 images)" in bench.info["ood_val"]
+    assert "openimage_o" not in bench.ood  # never a test set
+    check_item(bench.ood_val, size, 4)
     if name in ("aircraft", "cars"):
         with pytest.raises(DataError, match="id_classes needs source='original'"):
             build_benchmark(name, tmp_path, source="ascood", id_classes=range(10))
@@ -409,6 +425,9 @@ def write_openood(root, name, with_isun=True):
         for i in range(3):
             image(root / "images_classic" / ood / "test" / f"{i}.png", 10 * k + i, size, "PNG")
         (lists / f"test_{ood}.txt").write_text("".join(f"{ood}/test/{i}.png 0\n" for i in range(3)))
+    for i in range(4):  # OpenOOD's OOD validation set for CIFAR: TIN val
+        image(root / "images_classic" / "tin" / "val" / f"{i}.png", 90 + i, (64, 64), "PNG")
+    (lists / "val_tin.txt").write_text("".join(f"tin/val/{i}.png 0\n" for i in range(4)))
     if with_isun:
         (root / "benchmark_imglist" / "cifar10").mkdir(exist_ok=True)
         image(root / "images_classic" / "iSUN" / "iSUN_0.jpeg", 77, (36, 36))
@@ -436,6 +455,10 @@ def test_cifar_openood_sets(tmp_path, name):
     assert abs(level(x) - 77) < 3
     x, _ = check_item(bench.ood["texture"], 32, 2)  # Resize(32) + CenterCrop(32) of 40x30
     assert abs(level(x) - 42) < 3
+    assert len(bench.ood_val) == 4  # val_tin.txt
+    assert bench.ood_val.targets.tolist() == [-1] * 4
+    assert "val_tin.txt (4 images)" in bench.info["ood_val"]
+    check_item(bench.ood_val, 32, 3)
     capped = build_benchmark(name, tmp_path, checksums=checksums, ood_cap=2,
                              ood_sets=["svhn", "isun", "places365", "texture"])  # fmt: skip
     assert {k: len(v) for k, v in capped.ood.items()} == {
@@ -443,9 +466,12 @@ def test_cifar_openood_sets(tmp_path, name):
     }  # fmt: skip
     assert capped.near == ()
     assert len(capped.far) == 4
+    assert len(capped.ood_val) == 4  # never capped
     with pytest.raises(DataError, match="unknown OOD set 'lsun'"):
         build_benchmark(name, tmp_path, checksums=checksums, ood_sets=["lsun"])
     (tmp_path / "benchmark_imglist" / "cifar10" / "test_isun.txt").unlink()
+    (tmp_path / "benchmark_imglist" / name / "val_tin.txt").unlink()
+    assert build_benchmark(name, tmp_path, checksums=checksums).ood_val is None  # optional
     assert "isun" not in build_benchmark(name, tmp_path, checksums=checksums).ood  # optional
     one_line_error(
         lambda: build_benchmark(name, tmp_path, checksums=checksums, ood_sets=["isun"]),

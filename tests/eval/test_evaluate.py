@@ -138,6 +138,16 @@ def test_tuning_picks_the_best_validation_auroc(toy, tmp_path):
     # The validation rows were removed from the ID test set.
     assert result.meta["sizes"]["id_test"] == len(toy.x_id) - len(val_rows)
     assert "highest AUROC" in result.meta["tuning_rule"]
+    assert "OOD validation set (tune.ood_val, 20 images)" in result.meta["tuning_rule"]
+    # Without tune.ood_val the auxiliary outliers serve, and the rule says so.
+    aux_tune = TuneConfig(val_fraction=0.25, seed=3)
+    result = evaluate(toy.model, id_test, ood, ["energy"], aux=ood_val, tune=aux_tune,
+                      extract_config=_config(tmp_path))  # fmt: skip
+    assert result.scores["energy"].tuning["selected"] == tuning["selected"]
+    assert "(the auxiliary outliers, 20 images)" in result.meta["tuning_rule"]
+    with pytest.raises(ConfigError, match="needs an OOD validation set"):
+        evaluate(toy.model, id_test, ood, ["energy"], tune=TuneConfig(),
+                 extract_config=_config(tmp_path))  # fmt: skip
 
 
 def test_unavailable_scores_are_skipped_or_raise(toy, tmp_path):

@@ -82,6 +82,10 @@ class Benchmark:
         test: ID test set.
         ood: OOD test sets by name (labels ``-1``).
         aux: auxiliary outliers for OE-style training (labels ``-1``), or ``None``.
+        ood_val: the OOD validation set for tuning score hyper-parameters (labels ``-1``;
+            OpenOOD's ``val_*`` list of the benchmark, e.g. TIN val for CIFAR, OpenImage-O val
+            for ASCOOD's 224/448 px sets), or ``None`` when it is not on disk. Never one of
+            the OOD test sets; tuning falls back to ``aux`` without it.
         near: names of the near-OOD sets; ``far``: names of the far-OOD sets.
         class_counts: training images per class (the long-tail profile; gives the prior π).
         lt_indices: indices of the kept training images in the full training set, if subsampled.
@@ -98,6 +102,7 @@ class Benchmark:
     test: Dataset[Any]
     ood: dict[str, Dataset[Any]]
     aux: Dataset[Any] | None = None
+    ood_val: Dataset[Any] | None = None
     near: tuple[str, ...] = ()
     far: tuple[str, ...] = ()
     class_counts: list[int] = field(default_factory=list)

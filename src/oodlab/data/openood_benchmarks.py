@@ -14,7 +14,7 @@ from typing import Any, Literal
 from torch.utils.data import Dataset
 
 from oodlab.data.benchmarks import Benchmark, register_benchmark
-from oodlab.data.synthesis_benchmarks import _cap, _counts, _sizes
+from oodlab.data.synthesis_benchmarks import _cap, _counts, _ood_val, _sizes
 from oodlab.errors import DataError, DatasetNotFoundError
 
 CIFAR_OOD = {  # OpenOOD v1.5 + ASCOOD's iSUN (spec §1.3); list in benchmark_imglist/<id>/
@@ -70,6 +70,7 @@ def _cifar(
             found.root = isun
         ood[ood_name] = _cap(found, ood_cap, seed)
     near = tuple(k for k in ood if k in ("cifar10", "cifar100", "tin"))
+    ood_val, ood_val_info = _ood_val(openood_root or data_root, name, "val_tin", transform)
     return Benchmark(
         name=name,
         num_classes=num_classes,
@@ -80,10 +81,12 @@ def _cifar(
         near=near,
         far=tuple(k for k in ood if k not in near),
         class_counts=_counts(train, num_classes, name),
+        ood_val=ood_val,
         info={
             "id": f"{name} train ({len(train)} images)",
             "id_test": f"{name} test ({len(test)} images)",
             "ood": _sizes(ood),
+            "ood_val": ood_val_info,
             "ood_cap": ood_cap,
             "seed": seed,
         },
@@ -101,7 +104,9 @@ def cifar10(
 ) -> Benchmark:
     """Balanced CIFAR-10 (50,000 / 10,000) vs OpenOOD v1.5's sets, ASCOOD's conventional setting
     (spec §1.3): near = CIFAR-100, TinyImageNet; far = MNIST, SVHN, Textures, Places365, plus
-    iSUN when its list is present (ASCOOD's fork adds it). ID images stay in memory (uint8);
+    iSUN when its list is present (ASCOOD's fork adds it); OOD validation set (``ood_val``, for
+    tuning scores): TinyImageNet val, ``benchmark_imglist/<name>/val_tin.txt``, when present
+    (never capped). ID images stay in memory (uint8);
     OOD images are Resize(32) → CenterCrop(32) → ``[0, 1]``.
 
     NPOS's protocol (spec §2.4) is ``ood_sets=("svhn", "isun", "places365", "texture")``,

@@ -36,6 +36,8 @@ ASCOOD_FAR = {
     "inaturalist": ("imagenet200", "test_inaturalist"),
 }
 _FOLDER_FALLBACK = ("sun", "texture", "inaturalist")
+# ASCOOD's OOD validation set for tuning post-hoc scores (spec §1.3, §1.6): OpenImage-O val.
+ASCOOD_OOD_VAL = ("imagenet200", "val_openimage_o")
 PLACESBG_WHERE = (
     "Ming et al.'s background-only Places images (github.com/deeplearning-wisc/Spurious_OOD, "
     "datasets/generate_placebg.py), or ASCOOD's waterbirds_ood release"
@@ -102,6 +104,23 @@ def _ascood_far(
     return sets, missing
 
 
+def _ood_val(
+    data_root: str | Path | None, benchmark: str, list_name: str, transform: Transform
+) -> tuple[ImageListDataset | None, str]:
+    """OpenOOD's OOD validation list ``benchmark_imglist/<benchmark>/<list_name>.txt`` when it
+    and its first image are on disk (else ``None``), and a line for ``info`` saying which."""
+    from oodlab.data.datasets.paper_lists import openood
+
+    where = f"benchmark_imglist/{benchmark}/{list_name}.txt"
+    try:
+        found = openood(data_root, benchmark, list_name, transform, ood=True)
+    except DatasetNotFoundError:
+        return None, f"not found ({where} with its images)"
+    if not found.paths or not (found.root / found.paths[0]).is_file():
+        return None, f"not found ({where} is there, its images are not)"
+    return found, f"{where} ({len(found)} images)"
+
+
 def _ascood_benchmark(
     name: str,
     num_classes: int,
@@ -147,6 +166,7 @@ def _ascood_benchmark(
     far, missing = _ascood_far(data_root, far_ood, test_t)
     near_name = f"{name}_ood"
     ood: dict[str, Dataset[Any]] = {near_name: near, **far}
+    ood_val, ood_val_info = _ood_val(data_root, *ASCOOD_OOD_VAL, test_t)
     return Benchmark(
         name=name,
         num_classes=num_classes,
@@ -157,12 +177,14 @@ def _ascood_benchmark(
         near=(near_name,),
         far=tuple(far),
         class_counts=counts,
+        ood_val=ood_val,
         info={
             **info,
             "id": f"{name} train ({len(train)} images, {num_classes} classes)",
             "id_test": f"{name} test ({len(test)} images)",
             "ood": _sizes(ood),
             "far_ood_not_found": missing,
+            "ood_val": ood_val_info,
             "seed": seed,
         },
     )
@@ -180,7 +202,9 @@ def waterbirds(
 
     ID: train / test. near: ``waterbirds_ood``, background-only Places images (water or land,
     no bird). far: ASCOOD's NINCO, OpenImage-O, SUN, Textures, iNaturalist, those present under
-    ``data_root`` (``far_ood=`` names required ones). 224 px (Resize 256 → CenterCrop 224 at
+    ``data_root`` (``far_ood=`` names required ones). OOD validation set (``ood_val``, for
+    tuning scores): OpenImage-O val, OpenOOD's ``benchmark_imglist/imagenet200/
+    val_openimage_o.txt``, when present. 224 px (Resize 256 → CenterCrop 224 at
     test, RandomResizedCrop 224 + flip in training, spec §1.3).
 
     ``source="ascood"`` reads ASCOOD's lists (its exact split, correlation ≈ 0.9);

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from oodlab.errors import CheckpointError, ConfigError, UnknownNameError
+
+if TYPE_CHECKING:
+    from oodlab.data.benchmarks import Benchmark
+    from oodlab.eval.tuning import TuneConfig
 
 ZOO = "zoo"
 
@@ -38,7 +42,10 @@ def add_eval_parser(sub: Any) -> None:
     )
     p.add_argument("--out", type=Path, help="output folder (default: RUN_DIR/eval)")
     p.add_argument(
-        "--tune", action="store_true", help="tune score hyper-parameters on a validation split"
+        "--tune",
+        action="store_true",
+        help="tune score hyper-parameters: ID validation split vs the benchmark's OOD "
+        "validation set (else its auxiliary outliers)",
     )
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--workers", type=int, default=0)
@@ -63,10 +70,24 @@ def zoo_scores(*, gradients: bool = False) -> list[str]:
     return [e.name for e in SCORES if gradients or "input_grad" not in e.needs]
 
 
+def tune_config(benchmark: Benchmark, seed: int) -> TuneConfig:
+    """``--tune``'s :class:`TuneConfig`: the benchmark's OOD validation set, else (inside
+    ``evaluate``) its auxiliary outliers; a one-line error when it has neither."""
+    from oodlab.eval.tuning import TuneConfig
+
+    if benchmark.ood_val is None and benchmark.aux is None:
+        found = benchmark.info.get("ood_val", "it defines none")
+        raise ConfigError(
+            f"--tune needs an OOD validation set, and benchmark {benchmark.name!r} has neither "
+            f"one (OOD validation set: {found}) nor auxiliary outliers; put OpenOOD's val list "
+            "and its images under --data-root, or drop --tune"
+        )
+    return TuneConfig(seed=seed, ood_val=benchmark.ood_val)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from oodlab.eval.evaluate import evaluate
     from oodlab.eval.extract import ExtractConfig
-    from oodlab.eval.tuning import TuneConfig
 
     model, benchmark, default_scores, out = _load(args)
     if args.scores == ZOO:
@@ -93,7 +114,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             cache_dir=args.cache_dir,
             quiet=args.quiet,
         ),
-        tune=TuneConfig(seed=args.seed) if args.tune else None,
+        tune=tune_config(benchmark, args.seed) if args.tune else None,
         skip_unavailable=args.scores == ZOO,
         out_dir=out,
     )

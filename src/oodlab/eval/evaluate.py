@@ -230,11 +230,17 @@ def evaluate(
 
     id_index = torch.arange(len(id_out))
     val_out: tuple[Outputs, Outputs] | None = None
+    tuning_rule = None
     if tune is not None:
         id_index, val_index = split_id_test(len(id_out), tune.val_fraction, tune.seed)
         ood_val = outputs_of(tune.ood_val, "ood_val") if tune.ood_val is not None else aux_out
         if ood_val is None:
             raise ConfigError("tuning needs an OOD validation set: pass tune.ood_val or aux")
+        which = "tune.ood_val" if tune.ood_val is not None else "the auxiliary outliers"
+        source = tune.ood_val if tune.ood_val is not None else aux
+        label = getattr(source, "name", None)
+        which += f" {label}" if isinstance(label, str) else ""
+        tuning_rule = TUNING_RULE.format(tune.val_fraction, f"{which}, {len(ood_val)} images")
         val_out = (id_out.subset(val_index), ood_val)
         id_out = id_out.subset(id_index)
 
@@ -315,7 +321,7 @@ def evaluate(
             "model": model_key,
             "sizes": {"id_test": len(id_out), **{k: len(v) for k, v in ood_out.items()}},
             "network_passes": forwards,
-            "tuning_rule": None if tune is None else TUNING_RULE.format(tune.val_fraction),
+            "tuning_rule": tuning_rule,
         },
         skipped=skipped,
         raw=raw,

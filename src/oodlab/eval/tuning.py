@@ -3,8 +3,9 @@
 Scores with a ``search_space`` are tuned from the cache. Selection rule (OpenOOD v1.5's
 APS): the candidate with the highest AUROC on a validation pair — a seeded ``val_fraction``
 of the ID test set, which is then removed from the ID test set, against the OOD validation
-set (the auxiliary outliers by default, never one of the OOD test sets); ties go to the
-earlier candidate in grid order.
+set (``TuneConfig.ood_val`` — ``oodlab eval --tune`` passes the benchmark's ``ood_val`` —
+else the auxiliary outliers; never one of the OOD test sets); ties go to the earlier candidate
+in grid order.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from oodlab.types import Outputs
 
 TUNING_RULE = (
     "highest AUROC on (ID validation = {:.0%} of the ID test set, seeded and removed from the "
-    "test set) vs the OOD validation set; ties go to the earlier candidate in grid order"
+    "test set) vs the OOD validation set ({}); ties go to the earlier candidate in grid order"
 )
 
 
@@ -36,7 +37,8 @@ class TuneConfig:
     Attributes:
         val_fraction: fraction of the ID test set held out as ID validation (seeded).
         seed: seed of that split.
-        ood_val: the OOD validation set; ``None`` uses the auxiliary outliers.
+        ood_val: the OOD validation set (e.g. a benchmark's ``ood_val``); ``None`` uses the
+            auxiliary outliers.
     """
 
     val_fraction: float = 0.1
