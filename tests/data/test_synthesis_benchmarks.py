@@ -498,3 +498,23 @@ def test_cifar_openood_sets(tmp_path, name):
 def test_missing_data_is_one_line_naming_layout_and_source(tmp_path, name, fragments):
     one_line_error(lambda: build_benchmark(name, tmp_path), *fragments)
     one_line_error(lambda: build_benchmark(name, None), "data")
+
+
+def test_imagenet_presets_take_openood_openimage_o_val_for_tuning(tmp_path, imagenet_root):
+    ood_root = tmp_path / "ood"
+    write_mos_ood(ood_root)
+    bench = build_benchmark("imagenet1k", imagenet_root, ood_root=ood_root)
+    assert bench.ood_val is None
+    assert "benchmark_imglist/imagenet/val_openimage_o.txt" in bench.info["ood_val"]
+    val_list = ood_root / "data" / "benchmark_imglist" / "imagenet" / "val_openimage_o.txt"
+    val_list.parent.mkdir(parents=True)
+    val_list.write_text("".join(f"openimage_o/val/{i}.jpg 0\n" for i in range(3)))
+    for i in range(3):
+        image(ood_root / "data" / "images_largescale" / "openimage_o" / "val" / f"{i}.jpg", 60 + i)
+    for name in ("imagenet1k", "imagenet100"):
+        bench = build_benchmark(name, imagenet_root, ood_root=ood_root)
+        assert len(bench.ood_val) == 3
+        assert bench.ood_val.targets.tolist() == [-1] * 3
+        assert "openimage_o" not in bench.ood  # never a test set
+        x, _ = check_item(bench.ood_val, bench.image_shape[1], 1)
+        assert abs(level(x) - 61) < 3

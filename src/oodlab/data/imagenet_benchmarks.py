@@ -16,7 +16,14 @@ from typing import Any, Literal
 from torch.utils.data import Dataset
 
 from oodlab.data.benchmarks import Benchmark, register_benchmark
-from oodlab.data.synthesis_benchmarks import Transform, _cap, _counts, _folder_far, _sizes
+from oodlab.data.synthesis_benchmarks import (
+    Transform,
+    _cap,
+    _counts,
+    _folder_far,
+    _ood_val,
+    _sizes,
+)
 from oodlab.errors import DataError
 
 MOS_OOD = ("inaturalist", "sun", "places", "textures")
@@ -48,6 +55,8 @@ def _imagenet(
         n: _cap(_folder_far(n, ood_root or data_root, test_t), ood_cap, seed) for n in names
     }
     num_classes = 1000 if classes is None else len(classes)
+    # OpenOOD v1.5's ImageNet-1k OOD validation list (OpenImage-O val), for tuning; optional.
+    ood_val, ood_val_info = _ood_val(ood_root or data_root, "imagenet", "val_openimage_o", test_t)
     return Benchmark(
         name=name,
         num_classes=num_classes,
@@ -57,7 +66,9 @@ def _imagenet(
         ood=ood,
         far=tuple(ood),
         class_counts=_counts(train, num_classes, name),
+        ood_val=ood_val,
         info={
+            "ood_val": ood_val_info,
             "id": f"ImageNet-1k train/ folders, {num_classes} classes ({len(train)} images)",
             "id_test": f"ImageNet-1k val/ folders ({len(test)} images)",
             "ood": _sizes(ood),
