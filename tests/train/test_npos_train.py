@@ -343,3 +343,22 @@ def test_feature_pipeline_extends_a_finished_run_through_the_cli(tmp_path, capsy
     assert "changed since the run" in err
     assert "\n" not in err
     assert json.loads((tmp_path / "part" / "results.json").read_text())["epochs"] == 3
+
+
+def test_oodlab_eval_scores_a_feature_run_with_the_zoo_and_matches_its_mcm(tmp_path, capsys):
+    files = _write_features(tmp_path)
+    run = tmp_path / "run"
+    config = tmp_path / "npos_features.yaml"
+    config.write_text(yaml.safe_dump(_feature_config(files, tmp_path)))
+    assert main(["train", str(config), "--run-dir", str(run)]) == 0
+    own = json.loads((run / "results.json").read_text())
+    cache = tmp_path / "cache"
+    assert main(["eval", str(run), "--scores", "mcm,msp,knn", "--cache-dir", str(cache)]) == 0
+    evaluated = json.loads((run / "eval" / "results.json").read_text())
+    # The pipeline's own MCM (cosines to the text embeddings) and its ID accuracy, recomputed
+    # by the evaluation engine from the run's embedding files.
+    assert evaluated["scores"]["mcm"]["per_set"]["noise"]["auroc"] == pytest.approx(
+        own["ood"]["noise"]["auroc"], abs=1e-6
+    )
+    assert evaluated["id_accuracy"] == pytest.approx(own["id_accuracy"])
+    assert evaluated["scores"]["knn"]["per_set"]["noise"]["auroc"] > 0.8

@@ -138,12 +138,18 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, list[str], Path]:
         from oodlab.train.run import default_scores_of_run, load_model_from_run, load_run_config
 
         config = load_run_config(args.run_dir)
+        out = args.out or args.run_dir / "eval"
+        if config.method.name == "npos_features":  # a run on embedding files, not images
+            from oodlab.train.methods.npos_features_eval import load_feature_run
+
+            embedder, features = load_feature_run(args.run_dir, config)
+            return embedder, features, default_scores_of_run(config), out
         model = load_model_from_run(args.run_dir)
         data = config.data
         benchmark = build_benchmark(
             data.benchmark, args.data_root or data.data_root, seed=data.seed, **data.options
         )
-        return model, benchmark, default_scores_of_run(config), args.out or args.run_dir / "eval"
+        return model, benchmark, default_scores_of_run(config), out
     if args.checkpoint is None:
         raise ConfigError("give a run folder, or --checkpoint FILE with --model and --benchmark")
     if not args.model or not args.benchmark:
