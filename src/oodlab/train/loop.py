@@ -32,7 +32,7 @@ from oodlab.data import DeviceBatchLoader, EpochLoader, IdAuxLoader, build_bench
 from oodlab.data.benchmarks import Benchmark
 from oodlab.distributed import DistInfo, barrier, init_from_env, shutdown
 from oodlab.errors import ConfigError
-from oodlab.io import atomic_write_json, atomic_write_text
+from oodlab.io import atomic_write_json
 from oodlab.train import checkpoint
 from oodlab.train.batches import Loader, as_views, build_loader, eval_batches, with_transform
 from oodlab.train.optim import build_optimizer, build_scheduler, lr_factor
@@ -43,6 +43,8 @@ from oodlab.train.run import (
     check_same_config,
     load_run_config,
     read_log,
+    refuse_existing_run,
+    rewrite_log,
     save_final_model,
     write_run_files,
 )
@@ -85,10 +87,8 @@ def train(config: RunConfig, run_dir: str | Path, resume: bool = False) -> Train
         CheckpointError: ``resume`` finds only corrupted checkpoints.
     """
     run_dir = Path(run_dir)
-    if not resume and any((run_dir / n).exists() for n in ("checkpoint.pt", "model.pt")):
-        raise ConfigError(
-            f"{run_dir} already holds a run; pass --resume to continue it, or another --run-dir"
-        )
+    if not resume:
+        refuse_existing_run(run_dir, ("checkpoint.pt", "model.pt"))
     if resume and (run_dir / "config.yaml").is_file():
         check_same_config(load_run_config(run_dir), config, run_dir)
     info, device = init_from_env(config.train.device)
@@ -142,8 +142,7 @@ class _Run:
             keep = [
                 r for r in read_log(self.run_dir) if (r.get("stage_index", 0), r["epoch"]) < done
             ]
-            atomic_write_text(self.run_dir / "train_log.jsonl", "")
-            append_log(self.run_dir, keep)
+            rewrite_log(self.run_dir, keep)
         barrier(self.info)
         stages = self.recipe.stages(self.config)
         self.num_stages = len(stages)

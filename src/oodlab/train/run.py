@@ -42,6 +42,7 @@ from oodlab.io import (
     atomic_torch_save,
     atomic_write,
     atomic_write_json,
+    atomic_write_text,
     safe_torch_load,
     sha256_file,
 )
@@ -274,9 +275,26 @@ def read_log(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def _log_line(row: dict[str, Any]) -> str:
+    clean = {k: None if isinstance(v, float) and v != v else v for k, v in row.items()}
+    return json.dumps(clean) + "\n"
+
+
 def append_log(run_dir: Path, rows: Sequence[dict[str, Any]]) -> None:
     """Append rows to ``train_log.jsonl`` (non-finite floats are written as null)."""
     with open(run_dir / "train_log.jsonl", "a") as handle:
-        for row in rows:
-            clean = {k: None if isinstance(v, float) and v != v else v for k, v in row.items()}
-            handle.write(json.dumps(clean) + "\n")
+        handle.writelines(_log_line(row) for row in rows)
+
+
+def rewrite_log(run_dir: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """Replace ``train_log.jsonl`` by ``rows`` in one atomic write (a resume drops the rows
+    of the epochs it replays)."""
+    atomic_write_text(run_dir / "train_log.jsonl", "".join(_log_line(row) for row in rows))
+
+
+def refuse_existing_run(run_dir: Path, files: Sequence[str]) -> None:
+    """One line when ``run_dir`` already holds one of a run's ``files`` (and no resume asked)."""
+    if any((run_dir / name).exists() for name in files):
+        raise ConfigError(
+            f"{run_dir} already holds a run; pass --resume to continue it, or another --run-dir"
+        )

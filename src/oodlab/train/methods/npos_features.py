@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 from oodlab.config import RunConfig, check, from_dict, load_config, save_resolved
 from oodlab.errors import ConfigError, DataError, OodlabError
 from oodlab.eval.metrics import ood_metrics
-from oodlab.io import atomic_torch_save, atomic_write_json, atomic_write_text, sha256_file
+from oodlab.io import atomic_torch_save, atomic_write_json, sha256_file
 from oodlab.losses.npos import NPOSFeatureLoss
 from oodlab.models.heads import BinaryDiscriminator
 from oodlab.scores._features import l2_normalize
@@ -57,6 +57,8 @@ from oodlab.train.run import (
     load_run_config,
     provenance,
     read_log,
+    refuse_existing_run,
+    rewrite_log,
 )
 
 PAPER = "Tao, Du, Zhu & Li (NPOS), ICLR 2023, arXiv:2303.02966"
@@ -140,8 +142,9 @@ def train_on_features(
 
     Raises:
         ConfigError: ``out_dir`` already holds a run and ``resume`` is false; with ``resume``,
-            it holds a run of another config (only ``train.epochs``, ``train.device`` and
-            ``train.quiet`` may change) or one past ``train.epochs``.
+            it holds a run of another config (only the keys of
+            :data:`~oodlab.train.run.RESUME_MAY_CHANGE` may change) or one past
+            ``train.epochs``.
         DataError: a file is missing or malformed, or (with ``resume``) a training input
             changed since the run started (its SHA-256 is in ``meta.json``).
         CheckpointError: ``resume`` finds only corrupted checkpoints.
@@ -166,10 +169,8 @@ def train_on_features(
         stored = finished_results(config, out)
         if stored is not None:
             return stored
-    elif any((out / name).exists() for name in _RUN_FILES):
-        raise ConfigError(
-            f"{out} already holds a run; pass --resume to continue it, or another --run-dir"
-        )
+    else:
+        refuse_existing_run(out, _RUN_FILES)
     text = load_features(opts.class_embeddings, "class embeddings")
     x = load_features(opts.train_features, "training features")
     y = load_labels(opts.train_labels, "training labels", len(x), len(text))
@@ -255,8 +256,8 @@ def finished_results(config: RunConfig, run_dir: str | Path) -> dict[str, Any] |
     """The stored ``results.json`` when ``run_dir`` has finished ``config``, else ``None``.
 
     Raises:
-        ConfigError: ``run_dir`` holds a run of another config (only ``train.epochs``,
-            ``train.device`` and ``train.quiet`` may differ: a resume may extend a run).
+        ConfigError: ``run_dir`` holds a run of another config (only the keys of
+            :data:`~oodlab.train.run.RESUME_MAY_CHANGE` may differ: a resume may extend a run).
     """
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
@@ -322,9 +323,7 @@ def _start_run_folder(
     atomic_write_json(out / "meta.json", meta)
     for name in ("model.pt", "results.json"):  # an extended run: written again at its end
         (out / name).unlink(missing_ok=True)
-    keep = [row for row in read_log(out) if row["epoch"] < done]
-    atomic_write_text(out / "train_log.jsonl", "")
-    append_log(out, keep)
+    rewrite_log(out, [row for row in read_log(out) if row["epoch"] < done])
 
 
 @torch.no_grad()
