@@ -9,7 +9,7 @@ initialisation; any other difference between file and model raises one line.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +56,26 @@ def read_weights(path: Path) -> dict[str, Tensor]:
     return {str(k).removeprefix("module."): v for k, v in obj.items() if isinstance(v, Tensor)}
 
 
+def state_dict_mismatch(
+    own: Mapping[str, Tensor], state: Mapping[str, Tensor], not_needed: Set[str] = frozenset()
+) -> str:
+    """What keeps ``state`` from loading into a model whose state dict is ``own``: its tensors
+    missing (but those ``not_needed``), unexpected and of another shape, each counted with its
+    first three names; ``""`` when it fits."""
+    missing = sorted(set(own) - set(state) - set(not_needed))
+    unexpected = sorted(set(state) - set(own))
+    reshaped = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    return "; ".join(
+        f"{len(keys)} {what} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})"
+        for keys, what in (
+            (missing, "missing"),
+            (unexpected, "unexpected"),
+            (reshaped, "of another shape"),
+        )
+        if keys
+    )
+
+
 def classifier_keys(model: nn.Module) -> set[str]:
     """State-dict keys of the model's final linear layer (``linear_head()``), if it has one."""
     getter = getattr(model, "linear_head", None)
@@ -90,23 +110,11 @@ def load_pretrained(model: nn.Module, path: str | Path, name: str) -> list[str]:
     fits = all(k in state and state[k].shape == own[k].shape for k in head)
     fresh = [] if fits else sorted(head)
     state = {k: v for k, v in state.items() if k not in fresh}
-    missing = sorted(
-        k for k in set(own) - set(state) - set(fresh) if not k.endswith("num_batches_tracked")
-    )
-    unexpected = sorted(set(state) - set(own))
-    reshaped = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    problems = [
-        f"{len(keys)} {what} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})"
-        for keys, what in (
-            (missing, "missing"),
-            (unexpected, "unexpected"),
-            (reshaped, "of another shape"),
-        )
-        if keys
-    ]
-    if problems:
+    batch_counters = {k for k in own if k.endswith("num_batches_tracked")}
+    problem = state_dict_mismatch(own, state, not_needed=set(fresh) | batch_counters)
+    if problem:
         raise CheckpointError(
-            f"model.weights {path} does not fit model {name!r}: tensors {'; '.join(problems)}; "
+            f"model.weights {path} does not fit model {name!r}: tensors {problem}; "
             f"expected {expected}"
         )
     model.load_state_dict(state, strict=False)

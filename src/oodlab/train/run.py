@@ -47,6 +47,7 @@ from oodlab.io import (
     sha256_file,
 )
 from oodlab.models import MODELS, attach_heads, load_pretrained
+from oodlab.models.pretrained import state_dict_mismatch
 from oodlab.train.recipes import METHODS, Recipe, build_recipe
 
 
@@ -192,23 +193,11 @@ def build_model(
 
 def load_weights(model: nn.Module, state: Mapping[str, Tensor], source: str) -> None:
     """``model.load_state_dict(state)``; a mismatch raises one line saying what differs."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    reshaped = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or unexpected or reshaped:
-        parts = [
-            f"{len(keys)} {what} (e.g. {keys[0]})"
-            for keys, what in (
-                (missing, "missing"),
-                (unexpected, "unexpected"),
-                (reshaped, "with another shape"),
-            )
-            if keys
-        ]
+    problem = state_dict_mismatch(model.state_dict(), state)
+    if problem:
         raise CheckpointError(
-            f"{source} does not fit the {type(model).__name__} model: tensors "
-            f"{', '.join(parts)}; was it saved from another architecture or class count?"
+            f"{source} does not fit the {type(model).__name__} model: tensors {problem}; "
+            "was it saved from another architecture or class count?"
         )
     model.load_state_dict(state)
 
