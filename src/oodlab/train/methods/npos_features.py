@@ -163,7 +163,7 @@ def train_on_features(
     """
     if not isinstance(config, RunConfig):
         config = load_config(RunConfig, config, overrides)
-    opts = _options(config)
+    opts = feature_options(config)
     out = Path(out_dir)
     if resume:
         stored = finished_results(config, out)
@@ -270,7 +270,8 @@ def finished_results(config: RunConfig, run_dir: str | Path) -> dict[str, Any] |
     return results if results.get("epochs") == config.train.epochs else None
 
 
-def _options(config: RunConfig) -> NPOSFeatureOptions:
+def feature_options(config: RunConfig) -> NPOSFeatureOptions:
+    """The validated options of an npos_features run config (the training files required)."""
     if config.method.name != "npos_features":
         raise ConfigError(f"method.name must be 'npos_features', got {config.method.name!r}")
     opts = from_dict(NPOSFeatureOptions, config.method.options, where="method.options")

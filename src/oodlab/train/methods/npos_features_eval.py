@@ -18,13 +18,13 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset, TensorDataset
 
-from oodlab.config import RunConfig, from_dict
+from oodlab.config import RunConfig
 from oodlab.data.benchmarks import Benchmark
 from oodlab.errors import ConfigError
 from oodlab.io import safe_torch_load
 from oodlab.scores._features import l2_normalize
 from oodlab.synthesis.feature_data import FeatureTail, load_features, load_labels
-from oodlab.train.methods.npos_features import NPOSFeatureOptions
+from oodlab.train.methods.npos_features import feature_options
 
 
 class EmbeddingClassifier(nn.Module):
@@ -54,7 +54,7 @@ class EmbeddingClassifier(nn.Module):
 def load_feature_run(run_dir: Path, config: RunConfig) -> tuple[EmbeddingClassifier, Benchmark]:
     """The run's classifier and its embedding files as a benchmark (train = the training
     embeddings; test = the test embeddings; OOD = each ``ood_features`` file, all far)."""
-    opts = from_dict(NPOSFeatureOptions, config.method.options, where="method.options")
+    opts = feature_options(config)
     text = load_features(opts.class_embeddings, "class embeddings")
     train_x = load_features(opts.train_features, "training features")
     dim = train_x.shape[1]
