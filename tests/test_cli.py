@@ -70,6 +70,8 @@ def test_unknown_score_and_missing_dataset_through_the_cli(tmp_path, capsys, mon
         "small_cnn",
         "--model-set",
         "width=0.25",
+        "--normalize",
+        "none",
     ]
     code = main(
         [*base, "--benchmark", "synthetic", "--scores", "msp,enrgy", "--cache-dir", str(tmp_path)]
@@ -104,7 +106,8 @@ def test_eval_tune_uses_the_benchmark_ood_val_or_fails_in_one_line(tmp_path, cap
     no_aux = dataclasses.replace(synthetic, aux=None, info={"ood_val": "not found (val_x.txt)"})
     monkeypatch.setattr(oodlab.data, "build_benchmark", lambda *a, **k: no_aux)
     argv = ["eval", "--checkpoint", str(weights), "--model", "small_cnn", "--model-set",
-            "width=0.25", "--benchmark", "synthetic", "--scores", "energy", "--tune",
+            "width=0.25", "--normalize", "none", "--benchmark", "synthetic", "--scores",
+            "energy", "--tune",
             "--device", "cpu", "--quiet", "--cache-dir", str(tmp_path / "cache"),
             "--out", str(tmp_path / "eval")]  # fmt: skip
     assert main(argv) == 2

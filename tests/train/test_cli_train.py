@@ -69,9 +69,9 @@ def test_eval_of_wrong_architecture_checkpoint(tmp_path, capsys):
     torch.save(
         MODELS.create("small_cnn", num_classes=4, in_channels=1, width=0.25).state_dict(), weights
     )
-    code = main(
-        ["eval", "--checkpoint", str(weights), "--model", "small_cnn", "--benchmark", "synthetic"]
-    )
+    argv = ["eval", "--checkpoint", str(weights), "--model", "small_cnn", "--benchmark",
+            "synthetic", "--normalize", "none"]  # fmt: skip
+    code = main(argv)
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert "does not fit model 'small_cnn'" in err

@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from oodlab.errors import CheckpointError, ConfigError, UnknownNameError
+from oodlab.errors import CheckpointError, ConfigError
+from oodlab.eval.checkpoint import add_checkpoint_arguments
 
 if TYPE_CHECKING:
     from oodlab.data.benchmarks import Benchmark
@@ -32,6 +33,7 @@ def add_eval_parser(sub: Any) -> None:
         metavar="KEY=VALUE",
         help="model option for --checkpoint, e.g. width=0.5 (repeatable)",
     )
+    add_checkpoint_arguments(p)
     p.add_argument("--benchmark", help="benchmark preset (oodlab list benchmarks)")
     p.add_argument("--data-root", type=Path, help="folder holding the datasets")
     p.add_argument(
@@ -154,33 +156,9 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, list[str], Path]:
         raise ConfigError("give a run folder, or --checkpoint FILE with --model and --benchmark")
     if not args.model or not args.benchmark:
         raise ConfigError("--checkpoint needs --model NAME and --benchmark NAME")
-    from oodlab.config import apply_overrides
-    from oodlab.io import safe_torch_load
-    from oodlab.models import MODELS
+    from oodlab.eval.checkpoint import checkpoint_out, load_checkpoint_model
 
     benchmark = build_benchmark(args.benchmark, args.data_root, seed=args.seed)
-    options = apply_overrides({}, args.model_set)
-    try:
-        model = MODELS.create(
-            args.model,
-            num_classes=benchmark.num_classes,
-            in_channels=benchmark.image_shape[0],
-            **options,
-        )
-    except UnknownNameError:
-        raise
-    except TypeError as exc:
-        raise ConfigError(f"model {args.model!r}: {exc}") from None
-    state = safe_torch_load(args.checkpoint)
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        state = state["model"]
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise CheckpointError(
-            f"{args.checkpoint} does not fit model {args.model!r} (wrong architecture or "
-            f"options): {first}"
-        ) from None
-    out = args.out or Path("eval") / args.checkpoint.stem
+    model = load_checkpoint_model(args, benchmark.num_classes, benchmark.image_shape[0])
+    out = checkpoint_out(args)
     return model, benchmark, ["msp", "energy"], out

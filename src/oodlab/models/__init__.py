@@ -21,6 +21,7 @@ from oodlab.models import (  # noqa: E402  (the registry must exist first)
     torchvision_resnet,
 )
 from oodlab.models.heads import HEADS, WithHeads, attach_heads  # noqa: E402
+from oodlab.models.normalization import input_normalization  # noqa: E402
 from oodlab.models.pretrained import load_pretrained  # noqa: E402
 from oodlab.models.released import load_released_state_dict  # noqa: E402
 
@@ -29,6 +30,7 @@ __all__ = [
     "MODELS",
     "WithHeads",
     "attach_heads",
+    "input_normalization",
     "load_pretrained",
     "load_released_state_dict",
     "register_model",

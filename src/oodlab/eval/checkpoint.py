@@ -1,0 +1,102 @@
+"""``oodlab eval --checkpoint FILE``: build the model a bare weights file belongs to.
+
+The model comes from ``--model NAME`` (a registered model, its options from ``--model-set``)
+and its input normalisation from ``--normalize`` (or ``--model-set mean=[…] std=[…]``).
+A checkpoint whose normalisation oodlab cannot determine is refused in one line: running it
+on unnormalised images would give wrong numbers without an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from oodlab.errors import CheckpointError, ConfigError, UnknownNameError
+
+if TYPE_CHECKING:  # the parser is built without importing torch
+    from torch import nn
+
+    from oodlab.models.normalization import Stats
+
+#: The names of :data:`oodlab.models.normalization.NORMALIZATIONS` (a test keeps them equal).
+NORMALIZATION_NAMES = ("none", "cifar10", "cifar10_patt", "cifar100", "imagenet", "bit", "clip")
+
+NORMALIZE_HELP = (
+    "input normalisation the checkpoint was trained with, applied inside the model: "
+    f"{', '.join(NORMALIZATION_NAMES)}, 'MEAN,STD' or 'M1,M2,M3/S1,S2,S3' (required with "
+    "--model unless --model-set gives mean and std)"
+)
+
+
+def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``--checkpoint`` options beyond ``--model`` / ``--model-set``."""
+    parser.add_argument("--normalize", metavar="STATS", help=NORMALIZE_HELP)
+
+
+def normalization_of(
+    args: argparse.Namespace, options: dict[str, Any]
+) -> tuple[bool, Stats | None]:
+    """``(known, stats)`` from ``--normalize`` or ``mean``/``std`` in ``options`` (popped)."""
+    from oodlab.models.normalization import parse_normalize, validate_stats
+
+    mean, std = options.pop("mean", None), options.pop("std", None)
+    given = getattr(args, "normalize", None)
+    if mean is not None or std is not None:
+        if given is not None:
+            raise ConfigError("give the normalisation once: --normalize or --model-set mean/std")
+        if mean is None or std is None:
+            raise ConfigError("--model-set mean=[...] and std=[...] go together: give both")
+        if not isinstance(mean, list | tuple) or not isinstance(std, list | tuple):
+            mean, std = [mean], [std]
+        return True, validate_stats(mean, std, "--model-set mean/std")
+    if given is not None:
+        return True, parse_normalize(given)
+    return False, None
+
+
+def load_checkpoint_model(
+    args: argparse.Namespace, num_classes: int, in_channels: int
+) -> nn.Module:
+    """The ``--model`` model holding ``--checkpoint``'s weights and its input normalisation."""
+    from oodlab.config import apply_overrides
+    from oodlab.io import safe_torch_load
+    from oodlab.models import MODELS
+    from oodlab.models.normalization import attach_normalization
+    from oodlab.models.pretrained import state_dict_mismatch
+
+    options = apply_overrides({}, args.model_set)
+    known, stats = normalization_of(args, options)
+    if not known:
+        raise ConfigError(
+            f"the input normalisation of {args.checkpoint} is unknown; give --normalize NAME "
+            f"({', '.join(NORMALIZATION_NAMES)}) or --normalize MEAN,STD (e.g. --normalize "
+            "none for a model trained on [0, 1] images)"
+        )
+    try:
+        model = MODELS.create(
+            args.model, num_classes=num_classes, in_channels=in_channels, **options
+        )
+    except UnknownNameError:
+        raise
+    except TypeError as exc:
+        raise ConfigError(f"model {args.model!r}: {exc}") from None
+    state = safe_torch_load(args.checkpoint)
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{args.checkpoint} holds no state dict (a mapping of names)")
+    problem = state_dict_mismatch(
+        model.state_dict(), state, {k for k in model.state_dict() if "num_batches_tracked" in k}
+    )
+    if problem:
+        raise CheckpointError(
+            f"{args.checkpoint} does not fit model {args.model!r} (wrong architecture or "
+            f"options): tensors {problem}"
+        )
+    model.load_state_dict(state, strict=False)
+    return attach_normalization(model, stats, in_channels)
+
+
+def checkpoint_out(args: argparse.Namespace) -> Path:
+    return args.out or Path("eval") / Path(args.checkpoint).stem
