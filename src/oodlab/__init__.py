@@ -8,8 +8,9 @@ try:
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+unknown"
 
+from oodlab.detector import Detector
 from oodlab.errors import OodlabError
 from oodlab.scores import SCORES, Score
 from oodlab.types import Outputs
 
-__all__ = ["SCORES", "OodlabError", "Outputs", "Score", "__version__"]
+__all__ = ["SCORES", "Detector", "OodlabError", "Outputs", "Score", "__version__"]

@@ -16,12 +16,17 @@ in their registry entry, and implement ``score_inputs(model, x)`` instead.
 
 ``search_space`` lists the hyper-parameter grid used when a score is tuned on a
 validation split (OpenOOD's APS grids where they exist).
+
+``state_dict()`` / ``load_state_dict(state)`` export and restore the fitted state as plain
+tensors and scalars (:mod:`oodlab.scores._state`), so a fitted score is saved without pickle;
+attributes rebuilt from the others (a faiss index) are named in ``derived_state`` and
+recreated by ``rebuild_state()``.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
 import torch
@@ -29,6 +34,7 @@ from torch import Tensor, nn
 
 from oodlab.errors import ConfigError, DataError, NotFittedError
 from oodlab.registry import Registry
+from oodlab.scores._state import StateValue, flatten_state, unflatten_state
 from oodlab.types import HEAD_INPUT, Outputs
 
 S = TypeVar("S", bound="Score")
@@ -41,6 +47,7 @@ class Score:
     """Base class of every post-hoc OOD score; ``score`` returns higher = more OOD."""
 
     search_space: ClassVar[dict[str, Sequence[Any]]] = {}
+    derived_state: ClassVar[tuple[str, ...]] = ()
 
     def fit(self: S, train: Outputs, *, aux: Outputs | None = None) -> S:
         """Learn what the score needs from training-set outputs (no-op by default)."""
@@ -49,6 +56,21 @@ class Score:
     def score(self, outputs: Outputs) -> Tensor:
         """Per-sample OOD score ``(N,)``, higher = more OOD."""
         raise NotImplementedError
+
+    # -- fitted state as tensors ------------------------------------------------------
+    def state_dict(self) -> dict[str, StateValue]:
+        """The fitted state (trailing-underscore attributes) as plain tensors and scalars."""
+        return flatten_state(self)
+
+    def load_state_dict(self: S, state: Mapping[str, StateValue]) -> S:
+        """Restore the fitted state of :meth:`state_dict`, then :meth:`rebuild_state`."""
+        for name, value in unflatten_state(state).items():
+            setattr(self, name, value)
+        self.rebuild_state()
+        return self
+
+    def rebuild_state(self) -> None:
+        """Recreate the ``derived_state`` attributes after loading (nothing by default)."""
 
     # -- hyper-parameters -------------------------------------------------------------
     @classmethod
@@ -97,6 +119,14 @@ class InputGradientScore(Score):
     def score_inputs(self, model: nn.Module, x: Tensor) -> Tensor:
         """Per-sample OOD score ``(N,)`` for the input batch ``x``, higher = more OOD."""
         raise NotImplementedError
+
+
+def score_name(score: Score) -> str:
+    """The registry name of ``score``'s class (its lower-cased class name if unregistered)."""
+    for entry in SCORES:
+        if entry.factory is type(score):
+            return entry.name
+    return type(score).__name__.lower()
 
 
 def require_positive(name: str, value: float, *, allow_zero: bool = False) -> None:

@@ -98,6 +98,7 @@ class KNN(Score):
     """
 
     search_space = {"k": (50, 100, 200, 500, 1000)}
+    derived_state = ("index_",)  # rebuilt from bank_ on load (state_dict holds tensors only)
 
     def __init__(
         self, k: int = 50, bank_fraction: float = 1.0, backend: Backend = "faiss", seed: int = 0
@@ -133,8 +134,11 @@ class KNN(Score):
                 stacklevel=2,
             )
         self.bank_ = bank
-        self.index_ = faiss_index(bank) if self.backend == "faiss" else None
+        self.rebuild_state()
         return self
+
+    def rebuild_state(self) -> None:
+        self.index_ = faiss_index(self.bank_) if self.backend == "faiss" else None
 
     def score(self, outputs: Outputs) -> Tensor:
         self._check_fitted("bank_", "k_")
