@@ -27,7 +27,7 @@ REQUIRED_KWARGS: dict[str, dict[str, Any]] = {
 }
 
 # One invalid value per hyper-parameter; every hyper-parameter of every score must appear.
-_ADA = {"kappa": -1.0, "tau_la": -0.5, "prior": [0.5, 0.0, 0.3, 0.2]}
+_ADA = {"kappa": -1.0, "tau_la": -0.5, "prior": [0.5, 0.0, 0.3, 0.2], "trained_tau": -1.0}
 INVALID: dict[str, dict[str, Any]] = {
     "energy": {"temperature": 0.0},
     "odin": {"temperature": -1.0, "epsilon": -0.1, "input_std": [0.0, 1.0]},
@@ -40,7 +40,10 @@ INVALID: dict[str, dict[str, Any]] = {
     "mos": {"group_sizes": [1, 3]},
     "vim": {"dim": 0},
     "mahalanobis_ensemble": {"epsilon": -0.1, "layer_weights": []},
-    "patt_energy": {"prior": [1.0, 0.0, 1.0, 1.0]},
+    **{
+        name: {"prior": [1.0, 0.0, 1.0, 1.0], "balance": "twice", "batch_size": 0, "seed": -2}
+        for name in ("patt_energy", "patt_energy_official")
+    },
     **{
         name: _ADA for name in ("ada_msp", "ada_energy", "ada_bin_disc", "ada_maha", "ada_gradnorm")
     },

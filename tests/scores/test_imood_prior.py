@@ -174,3 +174,39 @@ def test_not_fitted_and_prior_of_the_wrong_length(name, toy):
     score = SCORES.create(name, prior=[0.5, 0.3, 0.2]).fit(toy.train)
     with pytest.raises(DataError, match="prior has 3 classes"):
         score.score(toy.id)
+
+
+def closed_form_ada_energy(logits: torch.Tensor, tau: float) -> np.ndarray:
+    """``−(LSE(f) + log((1/C) Σ_c p_c / π̃_c))`` with ``π̃ = π^τ / Σ π^τ``, by scipy."""
+    f = logits.double().numpy()
+    pi = np.asarray(PRIOR) ** tau
+    pi = pi / pi.sum()
+    p = softmax(f, axis=1)
+    return -(logsumexp(f, axis=1) + np.log((p / pi).mean(1)))
+
+
+@pytest.mark.parametrize(("trained_tau", "used"), [(0.0, 1.0), (1.0, 0.0), (0.25, 0.75), (2, 0)])
+def test_default_tau_is_the_residual_of_the_models_logit_adjustment(trained_tau, used):
+    logits = torch.randn(16, 4, generator=torch.Generator().manual_seed(3))
+    out = logit_outputs(logits)
+    score = AdaEnergy(prior=PRIOR, trained_tau=trained_tau).fit(out)
+    assert score.effective_tau == used
+    np.testing.assert_allclose(
+        score.score(out).numpy(), closed_form_ada_energy(logits, used), rtol=1e-5, atol=1e-6
+    )
+    if used == 0:  # an LA-trained model: ada_energy is the plain energy
+        energy = -torch.logsumexp(logits.double(), 1)
+        np.testing.assert_allclose(score.score(out).numpy(), energy.numpy(), rtol=1e-5)
+        assert "only the residual" in score.note()
+    if trained_tau == 0:
+        assert "without logit adjustment" in score.note()
+
+
+def test_a_forced_tau_overrides_the_residual():
+    logits = torch.randn(16, 4, generator=torch.Generator().manual_seed(4))
+    out = logit_outputs(logits)
+    forced = AdaEnergy(prior=PRIOR, trained_tau=1.0, tau_la=1.0).fit(out)
+    assert forced.effective_tau == 1.0
+    assert "forced" in forced.note()
+    expected = -(logsumexp(logits.double().numpy() - np.log(PRIOR), axis=1) - math.log(4))
+    np.testing.assert_allclose(forced.score(out).numpy(), expected, rtol=1e-5)

@@ -1,5 +1,5 @@
-"""PATT feature calibration: a literal per-sample loop for A_id and A_ood, a large
-class-balanced resample, the identity a ≡ 1, and the [0, 2] range."""
+"""PATT feature calibration: ``balance="prior"`` against a sample loop, ``"official"``
+against a transcription of the released code, the identity a ≡ 1, and the [0, 2] range."""
 
 from __future__ import annotations
 
@@ -8,49 +8,156 @@ import pytest
 import torch
 
 from oodlab.errors import ConfigError, DataError, NotFittedError
-from oodlab.scores.patt_calibration import PATTEnergy, attention_weights, minmax_0_2
+from oodlab.scores.patt_calibration import (
+    PATTEnergy,
+    PATTEnergyOfficial,
+    attention_weights,
+    minmax_0_2,
+    official_accumulation,
+)
+from oodlab.types import Outputs
 
 PRIOR = [0.4, 0.3, 0.2, 0.1]
 
 
-def literal_attention(toy, prior) -> tuple[np.ndarray, np.ndarray]:
-    """``A_id`` as the mean over classes of per-class means of ``h ⊙ w_y / π_y`` (a sample
-    loop), and ``A_ood`` as the mean of ``h ⊙ w_ŷ / π_ŷ`` over the outliers."""
-    w = toy.train.head_weight.double().numpy()
-    h, y = toy.train.features.double().numpy(), toy.train.labels.numpy()
-    per_class = []
-    for c in range(4):
-        terms = [h[i] * w[y[i]] / prior[y[i]] for i in range(len(y)) if y[i] == c]
-        per_class.append(np.mean(terms, axis=0))
-    a_id = np.mean(per_class, axis=0)
-    h_aux = toy.aux.features.double().numpy()
-    virtual = toy.aux.logits.numpy().argmax(1)
+def subset(outputs, index):
+    return outputs.subset(torch.as_tensor(index))
+
+
+def long_tailed(toy):
+    """The toy training outputs cut to 50 / 30 / 15 / 5 samples per class."""
+    y = toy.train.labels.numpy()
+    keep = np.concatenate([np.flatnonzero(y == c)[:n] for c, n in enumerate((50, 30, 15, 5))])
+    return subset(toy.train, keep)
+
+
+def plain_mean_attention(train, aux, prior) -> np.ndarray:
+    """``balance="prior"`` by a sample loop: the training-set mean of ``h ⊙ w_y / π_y`` minus
+    the outliers' mean of ``h ⊙ w_ŷ / π_ŷ``, min-max to [0, 2]."""
+    w = train.head_weight.double().numpy()
+    h, y = train.features.double().numpy(), train.labels.numpy()
+    a_id = np.mean([h[i] * w[y[i]] / prior[y[i]] for i in range(len(y))], axis=0)
+    h_aux, virtual = aux.features.double().numpy(), aux.logits.numpy().argmax(1)
     a_ood = np.mean([h_aux[j] * w[virtual[j]] / prior[virtual[j]] for j in range(len(h_aux))], 0)
-    return a_id, a_ood
-
-
-def test_attention_against_a_literal_loop(toy):
-    a_id, a_ood = literal_attention(toy, PRIOR)
     diff = a_id - a_ood
-    expected = 2 * (diff - diff.min()) / (diff.max() - diff.min())
+    return 2 * (diff - diff.min()) / (diff.max() - diff.min())
+
+
+def official_transcription(train, aux, prior, batch_size, seed) -> np.ndarray:
+    """A re-typed transcription of the released code (``test.py`` calibration loop and
+    ``Classbalanced_Calibration``): a WeightedRandomSampler over 1/n_c class weights, a
+    DataLoader with drop_last zipped with the in-order outlier loader, the per-sample loop,
+    ``finalScore = finalScore * batch_idx + Score − ood_Score``, then sklearn's MinMaxScaler."""
+    from sklearn.preprocessing import MinMaxScaler
+    from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
+
+    y = train.labels.numpy()
+    cls_num = np.bincount(y, minlength=4)
+    cls_weight = 1.0 / cls_num
+    cls_weight = cls_weight / np.sum(cls_weight)
+    samples_weight = torch.from_numpy(np.array([cls_weight[t] for t in y])).double()
+    sampler = WeightedRandomSampler(
+        samples_weight, len(y), replacement=True, generator=torch.Generator().manual_seed(seed)
+    )
+    balance = DataLoader(
+        TensorDataset(train.features.double(), train.labels),
+        batch_size=batch_size, sampler=sampler, drop_last=True,
+    )  # fmt: skip
+    ood = DataLoader(TensorDataset(aux.features.double(), aux.logits), batch_size=batch_size)
+    w = train.head_weight.double()
+    p = torch.tensor(prior, dtype=torch.float64) ** -1
+    final = torch.zeros(w.shape[1], dtype=torch.float64)
+    for batch_idx, ((f_in, labels), (f_ood, ood_logits)) in enumerate(zip(balance, ood)):
+        virtual = ood_logits.max(1)[1]
+        score = torch.zeros_like(final)
+        for feature, label in zip(f_in, labels):
+            score = torch.mul(feature, w[label]) * p[label] + score
+        final = final * batch_idx + score / len(labels)
+        ood_score = torch.zeros_like(final)
+        for feature, label in zip(f_ood, virtual):
+            ood_score = torch.mul(feature, w[label]) * p[label] + ood_score
+        final = final - ood_score / len(virtual)
+    scaler = MinMaxScaler(feature_range=(0, 2))
+    return scaler.fit_transform(final.numpy().reshape(-1, 1)).ravel()
+
+
+def test_prior_balance_is_the_plain_training_set_mean(toy):
+    train = long_tailed(toy)
+    expected = plain_mean_attention(train, toy.aux, PRIOR)
     prior = torch.tensor(PRIOR, dtype=torch.float64)
-    result = attention_weights(toy.train, toy.aux, toy.train.head_weight, prior)
+    result = attention_weights(train, toy.aux, train.head_weight, prior, "prior")
     np.testing.assert_allclose(result.numpy(), expected, rtol=1e-10, atol=1e-12)
-    fitted = PATTEnergy(prior=PRIOR).fit(toy.train, aux=toy.aux)
+    fitted = PATTEnergy(prior=PRIOR).fit(train, aux=toy.aux)
+    assert fitted.balance == "prior"
     np.testing.assert_allclose(fitted.a_.numpy(), expected, rtol=1e-10, atol=1e-12)
 
 
-def test_exact_expectation_matches_a_large_class_balanced_resample(toy):
-    # Drawn as the official ImageNet path does: a uniform class, then a uniform sample of it.
-    a_id, _ = literal_attention(toy, PRIOR)
-    g = np.random.default_rng(0)
-    w = toy.train.head_weight.double().numpy()
-    h, y = toy.train.features.double().numpy(), toy.train.labels.numpy()
-    by_class = [np.flatnonzero(y == c) for c in range(4)]
-    classes = g.integers(0, 4, 40_000)
-    picks = np.array([g.choice(by_class[c]) for c in classes])
-    sampled = (h[picks] * w[y[picks]] / np.asarray(PRIOR)[y[picks], None]).mean(0)
-    np.testing.assert_allclose(sampled, a_id, atol=0.03 * np.abs(a_id).max())
+@pytest.mark.parametrize(("batch_size", "seed"), [(32, 3407), (48, 1), (1000, 0)])
+def test_official_balance_equals_a_transcription_of_the_released_code(toy, batch_size, seed):
+    # 100 training samples: batch 32 gives 3 drawn batches zipped with 3 outlier batches (the
+    # last of 16), so A·b runs with b = 0, 1, 2; batch 1000 exceeds N (one batch of N draws
+    # in oodlab, none in the code): the transcription then uses N as its batch size.
+    train = long_tailed(toy)
+    expected = official_transcription(train, toy.aux, PRIOR, min(batch_size, 100), seed)
+    fitted = PATTEnergyOfficial(prior=PRIOR, batch_size=batch_size, seed=seed)
+    fitted.fit(train, aux=toy.aux)
+    assert fitted.balance == "official"
+    np.testing.assert_allclose(fitted.a_.numpy(), expected, rtol=1e-9, atol=1e-9)
+
+
+def test_official_weights_the_tail_twice_and_prior_once(toy):
+    """The official draw's expectation of ``h ⊙ w_y / π_y`` is the mean over classes of the
+    class means (each class 1/C of the draws), i.e. class c weighted by ``1/π_c``; the
+    plain mean weights class ``c`` by ``n_c / (N π_c) = 1``. Checked with one huge batch."""
+    train = long_tailed(toy)
+    prior = torch.tensor(PRIOR, dtype=torch.float64)
+    w, h, y = train.head_weight.double(), train.features.double(), train.labels
+    terms = h * w[y] / prior[y, None]
+    balanced = torch.stack([terms[y == c].mean(0) for c in range(4)]).mean(0)
+    many = torch.cat([train.features] * 400)  # 40,000 draws in one batch
+    big = type(train)(
+        logits=torch.cat([train.logits] * 400), features=many, labels=torch.cat([y] * 400),
+        head_weight=train.head_weight, head_bias=train.head_bias,
+    )  # fmt: skip
+    no_aux = subset(toy.aux, [0])
+    no_aux = type(no_aux)(
+        logits=no_aux.logits, features=torch.zeros_like(no_aux.features),
+        labels=no_aux.labels, head_weight=no_aux.head_weight, head_bias=no_aux.head_bias,
+    )  # fmt: skip
+    got = official_accumulation(big, no_aux, train.head_weight, prior, 40_000, 0)
+    balanced = balanced / balanced.abs().max()  # the accumulation is known up to a scale
+    np.testing.assert_allclose((got / got.abs().max()).numpy(), balanced.numpy(), atol=0.03)
+    plain = terms.mean(0)
+    assert (plain / plain.abs().max() - balanced).abs().max() > 0.2
+
+
+@pytest.mark.parametrize("balance", ["prior", "official"])
+def test_both_balances_are_the_identity_when_a_is_one(toy, balance):
+    """§4.10 #6: features with ``h ⊙ w_y / π_y`` the same constant in every dimension and
+    zero outliers give ``A`` constant across dimensions, ``a ≡ 1``, and the calibrated
+    logits are the model's own."""
+    prior = torch.tensor(PRIOR, dtype=torch.float64)
+    y = torch.tensor([0, 0, 0, 1, 1, 2, 3, 3])
+    weight = torch.ones(4, 12, dtype=torch.float64)
+    train = Outputs(
+        logits=torch.zeros(8, 4), features=(3.0 * prior[y, None]).expand(8, 12).float(),
+        labels=y, head_weight=weight, head_bias=torch.zeros(4),
+    )  # fmt: skip
+    aux = Outputs(logits=torch.randn(5, 4), features=torch.zeros(5, 12), labels=-torch.ones(5))
+    score = PATTEnergy(prior=PRIOR, balance=balance, batch_size=4).fit(train, aux=aux)
+    torch.testing.assert_close(score.a_, torch.ones(12, dtype=torch.float64))
+    torch.testing.assert_close(
+        score.calibrated_logits(toy.ood), toy.ood.logits.double(), rtol=1e-6, atol=1e-6
+    )
+
+
+def test_official_accumulation_does_not_overflow_with_many_batches(toy):
+    # 200 batches of 1: A·b grows like 199!, far beyond float64, yet a stays finite in [0, 2].
+    train = long_tailed(toy)
+    score = PATTEnergyOfficial(prior=PRIOR, batch_size=1).fit(train, aux=toy.aux)
+    assert torch.isfinite(score.a_).all()
+    assert score.a_.min() == 0
+    assert score.a_.max() == 2
 
 
 def test_attention_lies_in_0_2_with_both_ends_reached(toy):
@@ -96,6 +203,14 @@ def test_prior_takes_effect_and_defaults_to_the_training_frequencies(toy):
 def test_invalid_prior_raises(prior):
     with pytest.raises(ConfigError):
         PATTEnergy(prior=prior)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"balance": "double"}, {"batch_size": 0}, {"batch_size": 2.5}, {"seed": -1}]
+)
+def test_invalid_balance_options_raise(kwargs):
+    with pytest.raises(ConfigError):
+        PATTEnergy(**kwargs)
 
 
 def test_missing_aux_wrong_prior_length_and_not_fitted_raise(toy):

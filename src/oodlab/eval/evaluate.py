@@ -62,6 +62,7 @@ class ScoreResult:
     tuning: dict[str, Any] | None = None
     seconds: float = 0.0
     accuracy: dict[str, Any] | None = None
+    note: str | None = None
 
 
 @dataclass
@@ -95,6 +96,7 @@ class EvalResult:
                     "per_set": r.per_set,
                     "means": r.means,
                     **({"accuracy": r.accuracy} if r.accuracy is not None else {}),
+                    **({"note": r.note} if r.note else {}),
                 }
                 for name, r in self.scores.items()
             },
@@ -115,6 +117,9 @@ def build_score(
     group_sizes = getattr(model, "group_sizes", None)
     if name == "mos" and group_sizes is not None and "group_sizes" not in kwargs:
         kwargs["group_sizes"] = list(group_sizes)
+    trained_tau = getattr(model, "trained_logit_adjustment", None)  # set by load_model_from_run
+    if isinstance(trained_tau, float) and "trained_tau" in _params(factory):
+        kwargs.setdefault("trained_tau", trained_tau)
     if class_counts is not None and "prior" not in kwargs and "prior" in _params(factory):
         total = float(sum(class_counts))
         kwargs["prior"] = [c / total for c in class_counts]
@@ -303,6 +308,7 @@ def evaluate(
             accuracy=_accuracy(calibrated(id_out), id_out.labels, class_counts)
             if callable(calibrated)
             else None,
+            note=_note(score),
         )
         raw[name] = {"id": id_scores.numpy(), **{k: v.numpy() for k, v in set_scores.items()}}
 
@@ -349,6 +355,12 @@ def group_means(
             keys = per_set[names[0]].keys()
             means[group] = {k: float(np.mean([per_set[n][k] for n in names])) for k in keys}
     return means
+
+
+def _note(score: Score) -> str | None:
+    """A score's one-line statement of a choice it made (e.g. the ImOOD ``τ_LA``), if any."""
+    note = getattr(score, "note", None)
+    return note() if callable(note) else None
 
 
 def _with_fake(id_scores: Tensor, fake_scores: Tensor | None) -> Tensor:

@@ -90,6 +90,10 @@ def results_markdown(result: EvalResult) -> str:
     if tuned:
         parts += ["", "## Tuned hyper-parameters", "", f"Rule: {result.meta['tuning_rule']}.", ""]
         parts += [f"- {name}: {params}" for name, params in tuned.items()]
+    notes = {n: s.note for n, s in result.scores.items() if s.note}
+    if notes:
+        parts += ["", "## Score notes", ""]
+        parts += [f"- {name}: {note}" for name, note in notes.items()]
     if result.skipped:
         parts += ["", "## Skipped scores", ""]
         parts += [f"- {name}: {why}" for name, why in result.skipped.items()]

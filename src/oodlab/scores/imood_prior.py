@@ -19,9 +19,20 @@ Notes:
     maha 0.01, gradnorm 10). The prior π defaults to the class frequencies of the labels
     passed to ``fit``; for a long-tailed training set these are the long-tail counts, which
     is what the official code uses (``evaluate`` passes the run's saved counts as ``prior``).
-    The official code needs ``--logit_adjust 1.0`` for the correction to do anything; here
-    ``tau_la`` defaults to 1. With a uniform prior (or ``tau_la = 0``) the correction is
-    ``log Σ_c p_c = 0`` and every ``ada_*`` score equals its baseline (§4.10 #3).
+    The official code needs ``--logit_adjust 1.0`` for the correction to do anything. With a
+    uniform prior (or ``τ_LA = 0``) the correction is ``log Σ_c p_c = 0`` and every ``ada_*``
+    score equals its baseline (§4.10 #3).
+
+    **Models trained with logit adjustment.** The post-hoc correction is meant for a model
+    whose softmax is the imbalanced posterior (plain CE). A model trained with
+    ``CE(f + τ_train log π, y)`` (``ce`` with ``options.tau``, ImOOD, PATT's TLA) already has
+    ``softmax(f) ∝ P_s(y|x) / π_y^τ_train``; applying ``τ_LA = 1`` again corrects the prior
+    twice (measured on ``fmnist_lt``, README). So ``tau_la=None`` (the default) uses the
+    residual ``τ_LA = max(0, 1 − trained_tau)``: 1 for a plain-CE model, 0 for an
+    LA-trained one (then ``ada_*`` equals its baseline score). ``trained_tau`` is the
+    strength the model was trained with; :func:`oodlab.evaluate` reads it from the model
+    (``trained_logit_adjustment``, set from the run's config when a run is loaded) and the
+    results state the τ used (:meth:`_AdaScore.note`). Pass ``tau_la`` to force a value.
 """
 
 from __future__ import annotations
@@ -95,24 +106,51 @@ class _AdaScore(Score):
 
     Args:
         kappa: weight ``κ`` of the correction; ``None`` uses the official per-score value.
-        tau_la: logit-adjustment strength ``τ_LA`` of the prior, ``π̃ ∝ π^τ`` (default 1).
+        tau_la: logit-adjustment strength ``τ_LA`` of the prior, ``π̃ ∝ π^τ``; ``None`` (the
+            default): the residual ``max(0, 1 − trained_tau)`` (module docstring).
         prior: class frequencies ``π`` (normalised to sum 1); ``None``: those of the labels
             given to ``fit``.
+        trained_tau: the logit-adjustment strength the model was trained with (0: plain CE).
     """
 
     default_kappa = 1.0
 
     def __init__(
-        self, kappa: float | None = None, tau_la: float = 1.0, prior: Sequence[float] | None = None
+        self,
+        kappa: float | None = None,
+        tau_la: float | None = None,
+        prior: Sequence[float] | None = None,
+        trained_tau: float = 0.0,
     ) -> None:
         kappa = self.default_kappa if kappa is None else kappa
         require_positive("kappa", kappa, allow_zero=True)
-        require_positive("tau_la", tau_la, allow_zero=True)
+        if tau_la is not None:
+            require_positive("tau_la", tau_la, allow_zero=True)
+        require_positive("trained_tau", trained_tau, allow_zero=True)
         if prior is not None:
             _as_prior(prior)
         self.kappa = kappa
         self.tau_la = tau_la
         self.prior = prior
+        self.trained_tau = trained_tau
+
+    @property
+    def effective_tau(self) -> float:
+        """The ``τ_LA`` used: ``tau_la`` if given, else ``max(0, 1 − trained_tau)``."""
+        return self.tau_la if self.tau_la is not None else max(0.0, 1.0 - self.trained_tau)
+
+    def note(self) -> str:
+        """One line for the results: which ``τ_LA`` the prior correction used, and why."""
+        tau = self.effective_tau
+        if self.tau_la is not None:
+            return f"tau_la = {tau:g} (forced)"
+        if self.trained_tau > 0:
+            return (
+                f"tau_la = {tau:g}: the model was trained with logit adjustment "
+                f"tau = {self.trained_tau:g}, so only the residual 1 - tau of the prior is "
+                "corrected" + (" (none: ada_* equals its baseline score)" if tau == 0 else "")
+            )
+        return "tau_la = 1: the model was trained without logit adjustment"
 
     def fit(self: A, train: Outputs, *, aux: Outputs | None = None) -> A:
         if self.prior is not None:
@@ -133,7 +171,7 @@ class _AdaScore(Score):
                 "pass the prior of the model's training set"
             )
         return ada_score(
-            self.id_ness(outputs), outputs.logits, self.prior_, self.kappa, self.tau_la
+            self.id_ness(outputs), outputs.logits, self.prior_, self.kappa, self.effective_tau
         )
 
 

@@ -227,6 +227,16 @@ class Recipe:
     def num_outputs(self, num_classes: int) -> int:
         return num_classes
 
+    @property
+    def logit_adjustment(self) -> float:
+        """``τ`` of the ``CE(f + τ log π, y)`` that trained the logits the scores read (0: none).
+
+        The ImOOD ``ada_*`` scores correct only the residual prior ``1 − τ``
+        (:mod:`oodlab.scores.imood_prior`). Default: the method's ``options.tau``, if any.
+        """
+        tau = getattr(self.options, "tau", 0.0)
+        return float(tau) if isinstance(tau, int | float) and not isinstance(tau, bool) else 0.0
+
     def prepare_model(self, model: nn.Module) -> nn.Module:
         return model
 

@@ -188,7 +188,10 @@ def build_model(
         mean=model.mean,
         std=model.std,
     )
-    return recipe.prepare_model(with_heads)
+    prepared = recipe.prepare_model(with_heads)
+    # Read by the ImOOD ada_* scores (oodlab.eval.evaluate.build_score); not a buffer.
+    object.__setattr__(prepared, "trained_logit_adjustment", recipe.logit_adjustment)
+    return prepared
 
 
 def load_weights(model: nn.Module, state: Mapping[str, Tensor], source: str) -> None:

@@ -75,8 +75,9 @@ class PATTRecipe(Recipe):
     ``[x¹ | x² | x³ | outliers]``; scored with the energy of the calibrated logits.
 
     The calibration vector is fitted after training by the ``patt_energy`` score from the
-    cached training and outlier outputs (the exact expectation of a class-balanced resample
-    of the *training* set, not of the test split the official CIFAR code drew it from).
+    cached training and outlier outputs (the *training* set, not the test split the official
+    CIFAR code drew it from), weighting the tail once by default; ``patt_energy_official``
+    reproduces the released code's double weighting (:mod:`oodlab.scores.patt_calibration`).
 
     Reference:
         He, Ye, Zhang, Wang & Chen, "Long-Tailed Out-of-Distribution Detection: Prioritizing
@@ -101,6 +102,11 @@ class PATTRecipe(Recipe):
             spec = {"out_dim": options.projection_dim, "batch_norm": True, "normalize": False}
             self.heads = {"projection": {"kind": "projection", **spec}}
         self.criterion: PATTLoss | None = None
+
+    @property
+    def logit_adjustment(self) -> float:
+        """The TLA term ``CE(f/T_s + log π, y)`` adjusts the logits with strength 1."""
+        return 1.0 if self.options.tla_weight > 0 else 0.0
 
     def prepare_model(self, model: nn.Module) -> nn.Module:
         dim = self.options.projection_dim or getattr(model, "feature_dim", None)
