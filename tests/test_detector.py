@@ -179,3 +179,18 @@ def test_saved_file_is_readable_by_plain_safetensors(data, tmp_path):
     assert meta["score"] == "knn"
     assert meta["params"]["k"] == 3
     assert meta["state"] == {"k_": 3}
+
+
+def test_odin_takes_the_model_normalisation_as_its_input_std(data, tmp_path):
+    from oodlab.models import attach_heads
+    from oodlab.models.small_cnn import SmallCNN
+
+    backbone = SmallCNN(num_classes=4, in_channels=1, width=0.25, norm="none")
+    model = attach_heads(backbone, 4, mean=[0.5], std=[0.25])
+    detector = oodlab.Detector(model, "odin").fit(data["train"])
+    assert detector.score.input_std == (0.25,)
+    assert detector.normalization == oodlab.detector.Normalization((0.5,), (0.25,))
+    detector.calibrate(data["val"])
+    loaded = oodlab.Detector.load(detector.save(tmp_path / "odin.safetensors"), model)
+    assert loaded.score.input_std == (0.25,)
+    torch.testing.assert_close(loaded(data["test"]), detector(data["test"]))

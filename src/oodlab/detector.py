@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -67,10 +67,11 @@ class Detector:
         score: a registered score name (``oodlab list scores``) or a :class:`Score` instance.
         batch_size: images per forward pass when a whole dataset is scored.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
-        normalization: the ``(mean, std)`` the images are normalised with before the model
-            (outside it); ODIN / i-ODIN then measure ``ε`` in pixel units (their
-            ``input_std``), and ``oodlab predict`` normalises image files with it. Default:
-            ``oodlab.models.input_normalization(model)`` where that helper exists, else none.
+        normalization: the per-channel ``(mean, std)`` the model applies to its inputs.
+            Default: :func:`oodlab.models.input_normalization` (oodlab models take images in
+            ``[0, 1]`` and normalise inside). ODIN / i-ODIN divide their input step by its std
+            (their ``input_std``, as OpenOOD does); the file records it. Images given to the
+            detector are always what the model itself takes.
         **params: the score's hyper-parameters (only with a score name).
     """
 
@@ -339,13 +340,13 @@ def _normalization(
     if isinstance(given, Normalization):
         return given
     if given is None:
-        import oodlab.models
+        from oodlab.models import input_normalization
 
-        finder = getattr(oodlab.models, "input_normalization", None)  # helper of h12's issue
-        found = finder(model) if callable(finder) else None
+        found = input_normalization(model)
         if found is None:
             return None
-        given = (found["mean"], found["std"]) if isinstance(found, Mapping) else found
+        mean_t, std_t = found
+        return Normalization(tuple(map(float, mean_t)), tuple(map(float, std_t)))
     mean, std = given
     if len(mean) != len(std) or not len(mean) or any(float(s) <= 0 for s in std):
         raise ConfigError(

@@ -12,7 +12,12 @@ features first, cached as ``extras["head_input"]`` — ``extra_outputs(z)`` and
 classification branch ``class_logits``, which then gives the ID accuracy), or is any
 ``nn.Module`` whose last ``nn.Linear`` (in registration order) maps the penultimate features
 to the logits, as in torchvision's classifiers; its input is then captured with a forward
-pre-hook.
+hook. The protocol is used only when ``head(features(x))`` equals ``model(x)`` on the first
+batch (:func:`model_protocol` says which way a model is read).
+
+The disk cache lives in ``ExtractConfig.cache_dir`` (default ``.oodlab_cache`` in the working
+directory; ``oodlab eval --cache-dir``), one ``<model fingerprint>/<dataset hash>.pt`` file per
+(weights, dataset) pair; delete the folder to free the space, nothing else refers to it.
 """
 
 from __future__ import annotations
@@ -89,24 +94,63 @@ def dataset_fingerprint(dataset: Dataset[Any]) -> str:
 
 
 class _Forward:
-    """Runs ``features``/``head``/``extra_outputs`` of a model, whatever its interface."""
+    """Runs ``features``/``head``/``extra_outputs`` of a model, whatever its interface.
+
+    Which way the model is read is decided on the first batch and then kept
+    (:attr:`protocol`): oodlab's ``features``/``head`` split only when ``head(features(x))``
+    equals ``model(x)`` there (torchvision's ``swin_t`` has a ``features`` and a ``head``
+    that do not compose: its norm, permute and pool sit between them); otherwise the input of
+    the last ``nn.Linear`` (in registration order) is captured with a hook, and that layer's
+    output must itself equal ``model(x)``, else the model is refused in one line.
+    """
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
-        self.native = callable(getattr(model, "features", None)) and callable(
+        self.has_split = callable(getattr(model, "features", None)) and callable(
             getattr(model, "head", None)
         )
-        self.linear = linear_head(model)
+        linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+        if not self.has_split and not linears:
+            raise DataError(
+                f"{type(model).__name__} has neither features()/head() methods nor an "
+                "nn.Linear classifier; give it features(x) and head(z) (see oodlab.types)"
+            )
+        self._last_linear = linears[-1] if linears else None
+        self.native: bool | None = None  # decided on the first batch
+        self.linear = linear_head(model) if self.has_split else self._last_linear
+
+    @property
+    def protocol(self) -> str:
+        """How the model is read: ``"features/head"`` or ``"last-linear hook (<layer>)"``."""
+        if self.native is None:
+            return "undecided (no batch seen yet)"
+        if self.native:
+            return "features/head"
+        name = next(n for n, m in self.model.named_modules() if m is self._last_linear)
+        return f"last-linear hook ({name})"
+
+    def _decide(self, x: Tensor) -> None:
+        if not self.has_split:
+            self.native = False
+            return
+        try:
+            reference = self.model(x)
+        except NotImplementedError:  # a module with features/head and no forward of its own
+            self.native = True
+            return
+        split = self.model.head(self.model.features(x))  # type: ignore[operator]
+        self.native = _same_logits(split, reference)
         if not self.native:
-            linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-            if not linears:
+            if self._last_linear is None:
                 raise DataError(
-                    f"{type(model).__name__} has neither features()/head() methods nor an "
-                    "nn.Linear classifier; give it features(x) and head(z) (see oodlab.types)"
+                    f"{type(self.model).__name__}: head(features(x)) does not equal model(x) and "
+                    "the model has no nn.Linear classifier to read; make forward = head∘features"
                 )
-            self.linear = linears[-1]
+            self.linear = self._last_linear
 
     def __call__(self, x: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        if self.native is None:
+            self._decide(x)
         if self.native:
             z = self.model.features(x)  # type: ignore[operator]
             logits = self.model.head(z)  # type: ignore[operator]
@@ -120,14 +164,39 @@ class _Forward:
             if callable(input_fn):
                 extras = {**extras, **input_fn(x)}
             return logits, z, extras
-        captured: list[Tensor] = []
-        assert self.linear is not None  # set in __init__ for non-native models
-        handle = self.linear.register_forward_pre_hook(lambda _m, a: captured.append(a[0]))
+        captured: list[tuple[Tensor, Tensor]] = []
+        assert self._last_linear is not None  # checked in __init__ / _decide
+        handle = self._last_linear.register_forward_hook(
+            lambda _m, a, out: captured.append((a[0], out))
+        )
         try:
             logits = self.model(x)
         finally:
             handle.remove()
-        return logits, captured[-1].flatten(1), {}
+        if not captured or not _same_logits(captured[-1][1], logits):
+            raise DataError(
+                f"cannot read {type(self.model).__name__}: its last nn.Linear "
+                f"({self.protocol.split('(')[-1].rstrip(')')}) does not produce model(x); give "
+                "the model features(x) and head(z) with forward = head(features(x))"
+            )
+        return logits, captured[-1][0].flatten(1), {}
+
+
+def _same_logits(candidate: Tensor, reference: Tensor) -> bool:
+    """Whether two logit tensors agree (same shape, equal up to float round-off)."""
+    if not isinstance(candidate, Tensor) or candidate.shape != reference.shape:
+        return False
+    scale = float(reference.detach().abs().max()) if reference.numel() else 0.0
+    return bool(torch.allclose(candidate, reference, rtol=1e-4, atol=1e-5 * max(1.0, scale)))
+
+
+def model_protocol(model: nn.Module, dataset: Dataset[Any], device: str = "auto") -> str:
+    """How extraction reads ``model`` (see :class:`_Forward`), decided on two images."""
+    x = torch.stack([torch.as_tensor(dataset[i][0]) for i in range(min(2, len(dataset)))])  # type: ignore[arg-type]
+    forward = _Forward(model)
+    with _eval_mode(model), torch.inference_mode():
+        forward._decide(x.to(resolve_device(device)))
+    return forward.protocol
 
 
 def _collect(model: nn.Module, dataset: Dataset[Any], config: ExtractConfig, desc: str) -> Outputs:
