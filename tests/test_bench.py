@@ -18,10 +18,24 @@ def test_bench_synthetic_end_to_end(tmp_path):
     summary = run_bench(
         "synthetic", out, cache_dir=tmp_path / "cache", quiet=True, log=messages.append
     )
-    for name in ["summary.md", "summary.csv", "summary.json", "figures/flagged_per_class.png"]:
+    bench_files = ["summary.md", "summary.csv", "summary.json", "summary.tex"]
+    bench_files += [
+        f"figures/{f}.png" for f in ("flagged_per_class", "overview", "training_curves")
+    ]
+    for name in bench_files:
         assert (out / name).is_file(), name
+    run_files = ["results.json", "results.md", "results.csv", "scores.npz", "figures/index.json"]
+    run_files += ["figures/overview.png", "figures/flagged_per_class.png"]
+    run_files += [f"figures/{s}/{f}.png" for s in ("msp", "knn") for f in ("roc", "pr", "hist")]
     for run in ["ce-s0", "ce-s1", "oe-s0", "oe-s1"]:
-        assert (out / "runs" / run / "eval" / "figures" / "hist_msp.png").is_file()
+        for name in run_files:
+            assert (out / "runs" / run / "eval" / name).is_file(), (run, name)
+        # a zoo evaluation: per-score folders, no loose per-score PNGs
+        figures = out / "runs" / run / "eval" / "figures"
+        assert sorted(p.name for p in figures.glob("*.png")) == [
+            "flagged_per_class.png",
+            "overview.png",
+        ]
     data = json.loads((out / "summary.json").read_text())
     row = next(r for r in data["rows"] if r["method"] == "oe" and r["score"] == "msp")
     # The summary's mean ± std equal the per-seed results, recomputed here.
@@ -39,6 +53,38 @@ def test_bench_synthetic_end_to_end(tmp_path):
     mean, std = (float(v) for v in re.findall(r"[\d.]+", cell))
     assert mean == pytest.approx(100 * row["all.auroc"]["mean"], abs=0.006)
     assert std == pytest.approx(100 * row["all.auroc"]["std"], abs=0.006)
+    # summary.tex carries the same numbers (near / far / all AUROC and FPR95, ACC).
+    tex = (out / "summary.tex").read_text()
+    tex_line = next(x for x in tex.splitlines() if x.startswith("oe & msp & "))
+    cells = tex_line.rstrip(" \\").split(" & ")[2:]
+    keys = ["near.auroc", "near.fpr95", "far.auroc", "far.fpr95", "all.auroc", "all.fpr95"]
+    for key, text in zip([*keys, "id_accuracy"], cells):
+        mean, std = (float(v) for v in re.findall(r"\d+\.\d\d", text))
+        assert mean == pytest.approx(100 * row[key]["mean"], abs=0.006), key
+        assert std == pytest.approx(100 * row[key]["std"], abs=0.006), key
+    # The near / far table of summary.md too.
+    near_far = next(x for x in md.splitlines() if re.match(r"\| \d+( ≈)? \| oe \| msp \|", x))
+    cells = [c.strip() for c in near_far.strip("|").split("|")][3:]
+    for key, text in zip(keys, cells):
+        assert float(text.split(" ± ")[0]) == pytest.approx(100 * row[key]["mean"], abs=0.006)
+    # The per-seed values behind the paired differences are those of the runs.
+    assert row["all.auroc"]["values"] == aurocs
+    assert row["all.auroc"]["seeds"] == [0, 1]
+    ranked = data["ranking"]["all.auroc"]
+    assert {r["method"] for r in ranked} == {"ce", "oe"}
+    step = ranked[1]["step"]["all.auroc"]
+    above = next(
+        r for r in data["rows"] if r["method"] == ranked[0]["method"] and r["default_score"]
+    )
+    below = next(
+        r for r in data["rows"] if r["method"] == ranked[1]["method"] and r["default_score"]
+    )
+    expected = [a - b for a, b in zip(above["all.auroc"]["values"], below["all.auroc"]["values"])]
+    assert step["values"] == pytest.approx(expected)
+    # Each run's bootstrap interval holds its point estimate.
+    for r in per_seed:
+        lo, hi = r["scores"]["msp"]["intervals"]["means"]["all"]["auroc"]
+        assert lo <= r["scores"]["msp"]["means"]["all"]["auroc"] <= hi
     # A second run reuses every finished run and evaluation.
     messages.clear()
     again = run_bench(

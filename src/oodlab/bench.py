@@ -11,22 +11,31 @@ conventions labelled, ID accuracy and many / medium / few-shot accuracy.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from oodlab.bench_figures import write_bench_figures
 from oodlab.bench_presets import PRESETS, BenchMethod, BenchPreset
-from oodlab.bench_trends import check_trends, trends_markdown
+from oodlab.bench_report import HEADER, METRICS, SET_METRICS, table_rows, write_summary
+from oodlab.bench_stats import NOISE_RULE, mean_std, ranking
+from oodlab.bench_trends import check_trends
 from oodlab.config import RunConfig, apply_overrides, from_dict, load_yaml, to_dict
 from oodlab.errors import ConfigError
-from oodlab.eval.report import markdown_table, percent, save_flagged_per_class
-from oodlab.io import atomic_write_json, atomic_write_text
 
-__all__ = ["PRESETS", "BenchMethod", "BenchPreset", "run_bench", "run_config", "summarise"]
+__all__ = [
+    "HEADER",
+    "PRESETS",
+    "BenchMethod",
+    "BenchPreset",
+    "run_bench",
+    "run_config",
+    "summarise",
+    "table_rows",
+    "write_summary",
+]
 
 
 def run_config(
@@ -47,12 +56,16 @@ def run_bench(
     quiet: bool = False,
     log: Any = print,
     data_root: Path | None = None,
+    layout: str = "near_far",
 ) -> dict[str, Any]:
-    """Train and evaluate every method of the preset; returns the summary (also written)."""
+    """Train and evaluate every method of the preset; returns the summary (also written, with
+    ``summary.tex`` in the column ``layout`` of :data:`oodlab.bench_latex.LAYOUTS`)."""
     from oodlab.data import build_benchmark
+    from oodlab.data.class_names import class_names
     from oodlab.eval.cli import zoo_scores
     from oodlab.eval.evaluate import evaluate
     from oodlab.eval.extract import ExtractConfig
+    from oodlab.eval.report import write_report
     from oodlab.train.loop import train
     from oodlab.train.run import load_model_from_run
 
@@ -60,7 +73,6 @@ def run_bench(
     out = Path(out_dir)
     seeds = seeds or preset.seeds
     results: dict[str, dict[int, dict[str, Any]]] = {}
-    flagged: dict[str, np.ndarray] = {}
     for method in preset.methods:
         for seed in seeds:
             config = run_config(preset, method, seed, data_root)
@@ -82,7 +94,7 @@ def run_bench(
                     data.benchmark, data.data_root, seed=data.seed, **data.options
                 )
                 scores = list(dict.fromkeys([method.default_score, *zoo_scores()]))
-                evaluate(
+                result = evaluate(
                     load_model_from_run(run_dir),
                     benchmark.test,
                     benchmark.ood,
@@ -93,6 +105,7 @@ def run_bench(
                     far=benchmark.far,
                     class_counts=benchmark.class_counts,
                     fake_ood=benchmark.fake_ood,
+                    class_names=class_names(benchmark, data.data_root) or None,
                     extract_config=ExtractConfig(
                         batch_size=preset.eval_batch_size,
                         device=config.train.device,
@@ -100,8 +113,10 @@ def run_bench(
                         quiet=quiet,
                     ),
                     skip_unavailable=True,
-                    out_dir=run_dir / "eval",
                 )
+                # per-score figure folders for the method's own score and the highlighted ones
+                shown = [method.default_score, *preset.highlight]
+                write_report(result, run_dir / "eval", figure_scores=shown)
             results.setdefault(method.label, {})[seed] = json.loads(eval_file.read_text())
             evaluated = results[method.label][seed]
             why = evaluated.get("skipped", {}).get(method.default_score)
@@ -110,34 +125,46 @@ def run_bench(
                     f"{method.label}: its score {method.default_score!r} could not be computed "
                     f"({why}); fix that, then delete {eval_file.parent} to evaluate again"
                 )
-            if seed == seeds[0]:
-                flagged[method.label] = np.asarray(
-                    evaluated["per_class_flagged"][method.default_score], dtype=float
-                )
     summary = summarise(preset, results)
-    write_summary(summary, out)
-    if flagged:
-        save_flagged_per_class(flagged, out / "figures" / "flagged_per_class.png")
+    write_summary(summary, out, layout)
+    write_bench_figures(summary, out)
     return summary
 
 
-METRICS = ("auroc", "aupr_in", "aupr_out", "fpr95", "fpr95_id")
+def _interval(run: dict[str, Any], score: str, where: str, name: str, metric: str) -> Any:
+    """The run's bootstrap interval of (score, group or set, metric), or None."""
+    return (run["scores"][score].get("intervals") or {}).get(where, {}).get(name, {}).get(metric)
 
 
-def _mean_std(values: list[float]) -> dict[str, float]:
-    array = np.asarray(values, dtype=float)
-    return {"mean": float(np.mean(array)), "std": float(np.std(array)), "n": int(array.size)}
+def _stat(per_seed: dict[int, dict[str, Any]], value: Any, interval: Any = None) -> dict[str, Any]:
+    seeds = sorted(per_seed)
+    intervals = [interval(per_seed[s]) for s in seeds] if interval is not None else None
+    return mean_std(
+        [value(per_seed[s]) for s in seeds],
+        seeds,
+        intervals if intervals and all(i is not None for i in intervals) else None,
+    )
 
 
 def summarise(preset: BenchPreset, results: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
-    """Mean ± std over seeds of every (method, score, group, metric) and of the accuracies."""
+    """Mean ± std over seeds of every (method, score, group, metric), of every OOD set's AUROC,
+    AUPR-out and FPR95, and of the accuracies; each with its per-seed values (paired
+    comparisons) and the mean per-run bootstrap interval; the ranking of the methods' own
+    scores with its paired steps; per-class flagged rates with class names."""
     rows = []
+    sets: dict[str, list[str]] = {}
+    classes: list[dict[str, Any]] = []
+    per_class: dict[str, dict[str, Any]] = {}
     for method in preset.methods:
         per_seed = results.get(method.label, {})
         if not per_seed:
             continue
-        first = next(iter(per_seed.values()))
+        first = per_seed[min(per_seed)]
+        sets = sets or {"near": first["near"], "far": first["far"], "all": []}
+        classes = classes or first.get("classes", [])
         for score in first["scores"]:
+            if any(score not in r["scores"] for r in per_seed.values()):
+                continue
             row: dict[str, Any] = {
                 "method": method.label,
                 "score": score,
@@ -145,15 +172,46 @@ def summarise(preset: BenchPreset, results: dict[str, dict[int, dict[str, Any]]]
             }
             for group in first["scores"][score]["means"]:
                 for metric in METRICS:
-                    values = [r["scores"][score]["means"][group][metric] for r in per_seed.values()]
-                    row[f"{group}.{metric}"] = _mean_std(values)
+                    row[f"{group}.{metric}"] = _stat(
+                        per_seed,
+                        lambda r, g=group, m=metric, s=score: r["scores"][s]["means"][g][m],
+                        lambda r, g=group, m=metric, s=score: _interval(r, s, "means", g, m),
+                    )
+            for name in first["scores"][score]["per_set"]:
+                sets["all"] = sets["all"] if name in sets["all"] else [*sets["all"], name]
+                for metric in SET_METRICS:
+                    row[f"{name}.{metric}"] = _stat(
+                        per_seed,
+                        lambda r, n=name, m=metric, s=score: r["scores"][s]["per_set"][n][m],
+                        lambda r, n=name, m=metric, s=score: _interval(r, s, "per_set", n, m),
+                    )
+
             # A score that classifies with its own logits (PATT) carries its own accuracy.
-            acc = [r["scores"][score].get("accuracy") or r for r in per_seed.values()]
-            row["id_accuracy"] = _mean_std([a["id_accuracy"] for a in acc])
-            for shot in ("many_acc", "medium_acc", "few_acc"):
-                values = [(a.get("shot_accuracy") or {}).get(shot, float("nan")) for a in acc]
-                row[shot] = _mean_std(values)
+            def accuracy(r: dict[str, Any], key: str, s: str = score) -> float:
+                source = r["scores"][s].get("accuracy") or r
+                if key == "id_accuracy":
+                    return float(source["id_accuracy"])
+                return float((source.get("shot_accuracy") or {}).get(key, float("nan")))
+
+            for key in ("id_accuracy", "many_acc", "medium_acc", "few_acc"):
+                row[key] = _stat(per_seed, lambda r, k=key: accuracy(r, k))
             rows.append(row)
+            if row["default_score"] and all(
+                score in r.get("per_class_flagged", {}) for r in per_seed.values()
+            ):
+                flagged = np.array(
+                    [per_seed[s]["per_class_flagged"][score] for s in sorted(per_seed)], float
+                )
+                per_class[method.label] = {
+                    "score": score,
+                    "seeds": sorted(per_seed),
+                    "mean": np.nanmean(flagged, axis=0).tolist(),
+                    "std": np.nanstd(flagged, axis=0).tolist(),
+                }
+    own = [r for r in rows if r["default_score"]]
+    if sets:  # near-OOD sets first, then far, then any other
+        grouped = [*sets["near"], *sets["far"]]
+        sets["all"] = [*grouped, *(n for n in sets["all"] if n not in grouped)]
     return {
         "preset": preset.name,
         "description": preset.description,
@@ -164,90 +222,17 @@ def summarise(preset: BenchPreset, results: dict[str, dict[int, dict[str, Any]]]
         },
         "seeds": sorted({s for r in results.values() for s in r}),
         "highlight": list(preset.highlight),
+        "sets": sets,
+        "classes": classes,
         "rows": rows,
+        "ranking": {
+            key: ranking(own, key, also) for key, also in RANKED_BY if own and key in own[0]
+        },
+        "noise_rule": NOISE_RULE,
+        "per_class_flagged": per_class,
         "trends": check_trends(rows),
     }
 
 
-def _cell(stat: dict[str, float]) -> str:
-    if stat["n"] > 1:
-        return f"{percent(stat['mean'])} ± {100 * stat['std']:.2f}"
-    return percent(stat["mean"])
-
-
-HEADER = [
-    "method",
-    "score",
-    "AUROC ↑",
-    "AUPR-in ↑",
-    "AUPR-out ↑",
-    "FPR95 (ID flagged @95% OOD) ↓",
-    "FPR95 (OOD kept @95% ID) ↓",
-    "ID acc ↑",
-    "many ↑",
-    "medium ↑",
-    "few ↑",
-]
-
-
-def table_rows(summary: dict[str, Any], only_highlight: bool = False) -> list[list[str]]:
-    keep = set(summary["highlight"])
-    body = []
-    for row in summary["rows"]:
-        if only_highlight and not (row["default_score"] or row["score"] in keep):
-            continue
-        name = row["score"] + (" (method's score)" if row["default_score"] else "")
-        body.append(
-            [
-                row["method"],
-                name,
-                *(_cell(row[f"all.{m}"]) for m in METRICS),
-                *(_cell(row[k]) for k in ("id_accuracy", "many_acc", "medium_acc", "few_acc")),
-            ]
-        )
-    return body
-
-
-def summary_markdown(summary: dict[str, Any]) -> str:
-    seeds = summary["seeds"]
-    lines = [
-        f"# oodlab bench `{summary['preset']}`",
-        "",
-        f"{summary['description']}. Seeds: {seeds} (mean ± population std). All values in percent; "
-        "OOD metrics are the unweighted mean over the OOD sets; OOD is the positive class.",
-        "",
-        "## Main scores",
-        "",
-        markdown_table(HEADER, table_rows(summary, only_highlight=True)),
-        "",
-        *trends_markdown(summary.get("trends", [])),
-        "## Every score",
-        "",
-        markdown_table(HEADER, table_rows(summary)),
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def write_summary(summary: dict[str, Any], out: Path) -> None:
-    atomic_write_json(out / "summary.json", summary)
-    atomic_write_text(out / "summary.md", summary_markdown(summary))
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    keys = (
-        [k for k in summary["rows"][0] if k not in ("method", "score", "default_score")]
-        if summary["rows"]
-        else []
-    )
-    writer.writerow(
-        ["method", "score", "default_score", *(f"{k}.{s}" for k in keys for s in ("mean", "std"))]
-    )
-    for row in summary["rows"]:
-        writer.writerow(
-            [
-                row["method"],
-                row["score"],
-                row["default_score"],
-                *(row[k][s] for k in keys for s in ("mean", "std")),
-            ]
-        )
-    atomic_write_text(out / "summary.csv", buffer.getvalue())
+# the orders the summary ranks the methods' own scores by, with the metric stepped beside
+RANKED_BY = (("all.auroc", ("all.fpr95",)), ("near.auroc", ("near.fpr95",)))

@@ -19,6 +19,12 @@ def add_bench_parsers(sub: Any) -> None:
     p.add_argument("--out", type=Path, help="output folder (default: runs/bench-<preset>)")
     p.add_argument("--seeds", help="comma-separated seeds (default: the preset's)")
     p.add_argument("--data-root", type=Path, help="folder holding the preset's datasets")
+    p.add_argument(
+        "--tex-layout",
+        default="near_far",
+        help="columns of summary.tex: near_far (default), lt_papers (AUROC / AUPR / FPR95 / ACC "
+        "as PASCL and ImOOD print them), patt, shots, oodlab",
+    )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_bench)
 
@@ -33,7 +39,7 @@ def _report(summary: dict[str, Any], out: Path) -> None:
     from oodlab.eval.report import markdown_table
 
     print(markdown_table(HEADER, table_rows(summary, only_highlight=True)))
-    print(f"\nfull table: {out / 'summary.md'} (csv, json beside it)")
+    print(f"\nfull table: {out / 'summary.md'} (csv, json, tex beside it)")
     print(f"figures: {out / 'figures'} and {out / 'runs'}/<method>-s<seed>/eval/figures/")
 
 
@@ -42,7 +48,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     out = args.out or Path("runs") / f"bench-{args.preset}"
     seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None
-    summary = run_bench(args.preset, out, seeds=seeds, quiet=args.quiet, data_root=args.data_root)
+    from oodlab.bench_latex import LAYOUTS
+    from oodlab.errors import ConfigError
+
+    if args.tex_layout not in LAYOUTS:
+        raise ConfigError(
+            f"--tex-layout {args.tex_layout!r} is unknown; choose one of {sorted(LAYOUTS)}"
+        )
+    summary = run_bench(
+        args.preset,
+        out,
+        seeds=seeds,
+        quiet=args.quiet,
+        data_root=args.data_root,
+        layout=args.tex_layout,
+    )
     _report(summary, out)
     return 0
 

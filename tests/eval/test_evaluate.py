@@ -85,9 +85,13 @@ def test_reports_are_written_and_agree(toy, tmp_path):
         "results.json",
         "results.csv",
         "results.md",
-        "figures/hist_msp.png",
-        "figures/roc_energy.png",
+        "scores.npz",
+        "figures/msp/hist.png",
+        "figures/energy/roc.png",
+        "figures/energy/pr.png",
+        "figures/overview.png",
         "figures/flagged_per_class.png",
+        "figures/index.json",
     ]:
         assert (out / name).is_file(), name
     data = json.loads((out / "results.json").read_text())

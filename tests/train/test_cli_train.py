@@ -46,7 +46,7 @@ def test_train_then_eval(tmp_path, capsys):
     results = json.loads((run / "eval" / "results.json").read_text())
     assert set(results["scores"]) == {"msp", "energy", "knn"}
     assert set(results["scores"]["msp"]["per_set"]) == {"noise", "blobs"}
-    assert (run / "eval" / "figures" / "roc_knn.png").is_file()
+    assert (run / "eval" / "figures" / "knn" / "roc.png").is_file()
 
 
 def test_train_errors_are_one_line(tmp_path, capsys):

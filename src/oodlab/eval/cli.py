@@ -88,6 +88,7 @@ def tune_config(benchmark: Benchmark, seed: int) -> TuneConfig:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from oodlab.data.class_names import class_names
     from oodlab.eval.evaluate import evaluate
     from oodlab.eval.extract import ExtractConfig
 
@@ -109,6 +110,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         far=benchmark.far,
         class_counts=benchmark.class_counts or None,
         fake_ood=benchmark.fake_ood,
+        class_names=class_names(benchmark, args.data_root) or None,
         extract_config=ExtractConfig(
             batch_size=args.batch_size,
             num_workers=args.workers,
@@ -121,6 +123,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         out_dir=out,
     )
     from oodlab.eval.report import results_markdown
+
+    if args.run_dir is not None:  # the run's loss terms and ID accuracy per epoch
+        from oodlab.eval.figures import save_training_curves
+
+        save_training_curves(
+            {"run": args.run_dir / "train_log.jsonl"}, out / "figures" / "training.png"
+        )
 
     print(results_markdown(result).split("## Per OOD set")[0].rstrip())
     print(f"\nresults: {out}/results.md (json, csv, figures/ beside it)")

@@ -26,8 +26,10 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 import oodlab
+from oodlab.data.class_names import class_table
 from oodlab.errors import ConfigError, DataError
 from oodlab.eval import metrics
+from oodlab.eval.bootstrap import BootstrapConfig, bootstrap_intervals
 from oodlab.eval.extract import ExtractConfig, extract, model_fingerprint, resolve_device
 from oodlab.eval.tuning import TUNING_RULE, TuneConfig, fit_score, split_id_test, tune_score
 from oodlab.scores import SCORES, InputGradientScore, Score
@@ -63,6 +65,7 @@ class ScoreResult:
     seconds: float = 0.0
     accuracy: dict[str, Any] | None = None
     note: str | None = None
+    intervals: dict[str, Any] | None = None
 
 
 @dataclass
@@ -78,6 +81,7 @@ class EvalResult:
     skipped: dict[str, str] = field(default_factory=dict)
     raw: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
     per_class_flagged: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    classes: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -97,11 +101,13 @@ class EvalResult:
                     "means": r.means,
                     **({"accuracy": r.accuracy} if r.accuracy is not None else {}),
                     **({"note": r.note} if r.note else {}),
+                    **({"intervals": r.intervals} if r.intervals is not None else {}),
                 }
                 for name, r in self.scores.items()
             },
             "skipped": self.skipped,
             "per_class_flagged": {k: v.tolist() for k, v in self.per_class_flagged.items()},
+            "classes": self.classes,
         }
 
 
@@ -176,6 +182,8 @@ def evaluate(
     skip_unavailable: bool = False,
     out_dir: str | Path | None = None,
     plots: bool = True,
+    bootstrap: BootstrapConfig | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> EvalResult:
     """Evaluate ``model`` with several scores on several OOD sets.
 
@@ -197,8 +205,14 @@ def evaluate(
             instead of raising; used for the "whole zoo" evaluation.
         out_dir: if given, write results.json / .csv / .md and figures there.
         plots: draw the score histograms and ROC curves when ``out_dir`` is given.
+        bootstrap: replicates and seed of the 95% intervals of AUROC and FPR95 per set and
+            group mean (:mod:`oodlab.eval.bootstrap`; default 1000 replicates, seed 0;
+            ``BootstrapConfig(samples=0)`` turns them off).
+        class_names: ID class names in label order (``oodlab.data.class_names``), for the
+            per-class json and figures; ``class 0``, ``class 1``, … when not given.
     """
     config = extract_config or ExtractConfig()
+    bootstrap = BootstrapConfig() if bootstrap is None else bootstrap
     unknown = sorted((set(near) | set(far)) - set(ood))
     if unknown:
         raise ConfigError(
@@ -309,6 +323,15 @@ def evaluate(
             if callable(calibrated)
             else None,
             note=_note(score),
+            intervals=bootstrap_intervals(
+                id_scores.numpy(),
+                {k: v.numpy() for k, v in set_scores.items()},
+                {"near": near, "far": far, "all": list(set_scores)},
+                {k: v.numpy() for k, v in fake_scores.items()},
+                bootstrap,
+            )
+            if bootstrap.samples
+            else None,
         )
         raw[name] = {"id": id_scores.numpy(), **{k: v.numpy() for k, v in set_scores.items()}}
 
@@ -316,6 +339,7 @@ def evaluate(
     accuracy = _accuracy(
         id_out.extras.get("class_logits", id_out.logits), id_out.labels, class_counts, model
     )
+    num_classes = len(class_counts) if class_counts is not None else id_out.num_classes
     result = EvalResult(
         scores=results,
         id_accuracy=accuracy["id_accuracy"],
@@ -331,11 +355,8 @@ def evaluate(
         },
         skipped=skipped,
         raw=raw,
-        per_class_flagged=_flagged_per_class(
-            raw,
-            id_out.labels.numpy(),
-            len(class_counts) if class_counts is not None else id_out.num_classes,
-        ),
+        per_class_flagged=_flagged_per_class(raw, id_out.labels.numpy(), num_classes),
+        classes=class_table(num_classes, class_names, class_counts),
     )
     if out_dir is not None:
         from oodlab.eval.report import write_report

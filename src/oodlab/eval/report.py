@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -116,90 +117,44 @@ def _metric_keys(result: EvalResult) -> list[str]:
     return list(METRIC_COLUMNS)
 
 
-def write_report(result: EvalResult, out_dir: str | Path, plots: bool = True) -> Path:
-    """Write results.{json,csv,md} (and figures/) into ``out_dir``; returns the folder."""
+def write_report(
+    result: EvalResult,
+    out_dir: str | Path,
+    plots: bool = True,
+    figure_scores: Sequence[str] | None = None,
+) -> Path:
+    """Write results.{json,csv,md}, the per-sample scores (``scores.npz``, for redrawing) and
+    figures/ (:func:`oodlab.eval.figures.write_evaluation_figures`; ``figure_scores`` limits
+    the per-score folders) into ``out_dir``; returns the folder. The figures of the
+    evaluation this one replaces are removed first, nothing else."""
+    from oodlab.eval.figures import write_evaluation_figures
+
     out = Path(out_dir)
+    previous = _previous_scores(out / "results.json")
     atomic_write_json(out / "results.json", result.to_dict())
     atomic_write_text(out / "results.csv", results_csv(result))
     atomic_write_text(out / "results.md", results_markdown(result))
+    if result.raw:
+        arrays = {
+            f"{score}::{name}": np.asarray(values, dtype=np.float32)
+            for score, sets in result.raw.items()
+            for name, values in sets.items()
+        }
+        atomic_write(out / "scores.npz", lambda handle: _savez(handle, arrays))
     if plots and result.raw:
-        figures = out / "figures"
-        for name, sets in result.raw.items():
-            save_histograms(sets, figures / f"hist_{name}.png", title=name)
-            save_roc_curves(sets, figures / f"roc_{name}.png", title=name)
-        save_flagged_per_class(result.per_class_flagged, figures / "flagged_per_class.png")
+        write_evaluation_figures(result, out / "figures", figure_scores, previous)
     return out
 
 
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig: Any, path: Path) -> None:
-    atomic_write(
-        path, lambda handle: fig.savefig(handle, format="png", dpi=110, bbox_inches="tight")
-    )
-    _pyplot().close(fig)
+def _previous_scores(results_file: Path) -> list[str]:
+    """The score names of the evaluation about to be replaced (its figures get removed)."""
+    if not results_file.is_file():
+        return []
+    try:
+        return [str(s) for s in json.loads(results_file.read_text()).get("scores", {})]
+    except (json.JSONDecodeError, AttributeError):
+        return []
 
 
-def save_histograms(sets: Mapping[str, np.ndarray], path: Path, title: str) -> None:
-    """Histograms of the ID scores against each OOD set's scores, one panel per OOD set."""
-    plt = _pyplot()
-    ood_names = [k for k in sets if k != "id"]
-    fig, axes = plt.subplots(1, len(ood_names), figsize=(4 * len(ood_names), 3), squeeze=False)
-    for ax, name in zip(axes[0], ood_names):
-        values = np.concatenate([sets["id"], sets[name]])
-        finite = values[np.isfinite(values)]
-        bins = np.linspace(finite.min(), finite.max(), 50) if finite.size else 10
-        ax.hist(sets["id"], bins=bins, alpha=0.6, density=True, label="ID")
-        ax.hist(sets[name], bins=bins, alpha=0.6, density=True, label=name)
-        ax.set_xlabel(f"{title} score (higher = more OOD)")
-        ax.legend()
-    fig.suptitle(title)
-    _save(fig, path)
-
-
-def save_roc_curves(sets: Mapping[str, np.ndarray], path: Path, title: str) -> None:
-    """ROC curves (OOD positive) of the score, one curve per OOD set."""
-    from sklearn.metrics import roc_curve
-
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(4.5, 4))
-    for name, values in sets.items():
-        if name == "id":
-            continue
-        labels = np.r_[np.zeros(len(sets["id"])), np.ones(len(values))]
-        fpr, tpr, _ = roc_curve(labels, np.r_[sets["id"], values])
-        ax.plot(fpr, tpr, label=name)
-    ax.plot([0, 1], [0, 1], "k:", linewidth=0.8)
-    ax.set_xlabel("fraction of ID flagged (FPR)")
-    ax.set_ylabel("fraction of OOD flagged (TPR)")
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    _save(fig, path)
-
-
-def save_flagged_per_class(flagged: Mapping[str, np.ndarray], path: Path) -> None:
-    """Per ID class, the fraction flagged as OOD at the fpr95 threshold (head vs tail)."""
-    if not flagged:
-        return
-    plt = _pyplot()
-    names = list(flagged)
-    num_classes = len(next(iter(flagged.values())))
-    width = 0.8 / len(names)
-    fig, ax = plt.subplots(figsize=(max(5, 0.5 * num_classes * max(1, len(names) / 3)), 3.5))
-    # tab20 keeps up to 20 methods apart (the default cycle repeats after 10)
-    colours = plt.get_cmap("tab10" if len(names) <= 10 else "tab20").colors
-    for i, name in enumerate(names):
-        x = np.arange(num_classes) + (i - (len(names) - 1) / 2) * width
-        ax.bar(x, flagged[name], width=width, label=name, color=colours[i % len(colours)])
-    ax.set_xticks(np.arange(num_classes))
-    ax.set_xlabel("ID class (ordered as labelled; long-tailed sets: head first)")
-    ax.set_ylabel("ID flagged as OOD @95% OOD flagged")
-    ax.legend(fontsize=7, ncol=2)
-    _save(fig, path)
+def _savez(handle: Any, arrays: Mapping[str, np.ndarray]) -> None:
+    np.savez_compressed(handle, **arrays)  # type: ignore[arg-type]
