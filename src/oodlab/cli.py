@@ -45,7 +45,13 @@ def _families() -> dict[str, Callable[[], Registry]]:
 
         return METHODS
 
+    def formats() -> Registry:
+        from oodlab.models.converters import FORMATS
+
+        return FORMATS
+
     return {
+        "formats": formats,
         "scores": scores,
         "losses": losses,
         "methods": methods,
@@ -60,6 +66,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     entries = list(registry)
     width = max((len(e.name) for e in entries), default=4)
     for entry in entries:
+        if "layout" in entry.extra:  # formats (and protocols): what they read, then the paper
+            print(f"{entry.name:<{width}}  {entry.paper}\n{'':<{width}}  {entry.extra['layout']}")
+            continue
         needs = ",".join(entry.needs) or "-"
         fit = "fit" if entry.requires_fit else "   "
         print(f"{entry.name:<{width}}  {fit}  {needs:<28}  {entry.paper}")

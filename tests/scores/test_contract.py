@@ -34,6 +34,9 @@ INVALID: dict[str, dict[str, Any]] = {
     "iodin": {"temperature": 0.0, "epsilon": -1.0, "input_std": [-0.2]},
     "knn": {"k": 0, "bank_fraction": 0.0, "backend": "annoy", "seed": -1},
     "react": {"percentile": 101},
+    "scale": {"percentile": 100, "space": "logits"},
+    "nnguide": {"k": 0, "bank_fraction": 1.5},
+    "relation": {"power": 0.0, "threshold": 1.0},
     "ash": {"percentile": -5, "variant": "q"},
     "kl_matching": {"template_labels": "guessed"},
     "mcm": {"temperature": 0.0, "class_embeddings": torch.ones(3)},
@@ -50,7 +53,11 @@ INVALID: dict[str, dict[str, Any]] = {
 }
 
 # Grids scaled to the toy problem (ViM's 256 / 1000 exceed its 12 feature dimensions).
-TOY_GRIDS: dict[str, dict[str, tuple[Any, ...]]] = {"vim": {"dim": (2, 8)}, "knn": {"k": (5, 50)}}
+TOY_GRIDS: dict[str, dict[str, tuple[Any, ...]]] = {
+    "vim": {"dim": (2, 8)},
+    "knn": {"k": (5, 50)},
+    "nnguide": {"k": (5, 50)},
+}
 
 # Scores whose sign cannot be pinned on the generic toy problem, and why.
 NO_SIGN_PIN = {

@@ -1,9 +1,11 @@
-"""``oodlab eval --checkpoint FILE``: build the model a bare weights file belongs to.
+"""``oodlab eval --checkpoint FILE``: build the model a weights file belongs to.
 
-The model comes from ``--model NAME`` (a registered model, its options from ``--model-set``)
-and its input normalisation from ``--normalize`` (or ``--model-set mean=[…] std=[…]``).
-A checkpoint whose normalisation oodlab cannot determine is refused in one line: running it
-on unnormalised images would give wrong numbers without an error.
+Two routes: ``--model NAME`` reads an oodlab state dict into a registered model (options from
+``--model-set``); otherwise the file is a released checkpoint, converted by ``--format NAME``
+or by the format detected from its keys (:mod:`oodlab.models.converters`; the detected format
+is printed). The input normalisation comes from ``--normalize`` (or ``--model-set mean=[…]
+std=[…]``), else from the format's known default; an oodlab state dict without either is
+refused in one line: running it on unnormalised images would give wrong numbers silently.
 """
 
 from __future__ import annotations
@@ -32,6 +34,12 @@ NORMALIZE_HELP = (
 def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``--checkpoint`` options beyond ``--model`` / ``--model-set``."""
     parser.add_argument("--normalize", metavar="STATS", help=NORMALIZE_HELP)
+    parser.add_argument(
+        "--format",
+        metavar="NAME",
+        help="released checkpoint layout (oodlab list formats); default: detected from the "
+        "keys when --model is not given",
+    )
 
 
 def normalization_of(
@@ -57,8 +65,13 @@ def normalization_of(
 
 def load_checkpoint_model(
     args: argparse.Namespace, num_classes: int, in_channels: int
-) -> nn.Module:
-    """The ``--model`` model holding ``--checkpoint``'s weights and its input normalisation."""
+) -> tuple[nn.Module, list[str]]:
+    """The model holding ``--checkpoint``'s weights and its input normalisation, and the
+    default scores (the format's paper's; ``msp, energy`` for an oodlab state dict)."""
+    if getattr(args, "format", None) is not None or not args.model:
+        if args.model and args.format:
+            raise ConfigError("give --model (an oodlab state dict) or --format, not both")
+        return _load_released(args, num_classes, in_channels)
     from oodlab.config import apply_overrides
     from oodlab.io import safe_torch_load
     from oodlab.models import MODELS
@@ -95,7 +108,51 @@ def load_checkpoint_model(
             f"options): tensors {problem}"
         )
     model.load_state_dict(state, strict=False)
-    return attach_normalization(model, stats, in_channels)
+    return attach_normalization(model, stats, in_channels), ["msp", "energy"]
+
+
+def _load_released(
+    args: argparse.Namespace, num_classes: int, in_channels: int
+) -> tuple[nn.Module, list[str]]:
+    from oodlab.config import apply_overrides
+    from oodlab.models.converters import load_checkpoint
+    from oodlab.models.normalization import NORMALIZATIONS, attach_normalization
+
+    options = apply_overrides({}, args.model_set)
+    known, stats = normalization_of(args, options)
+    loaded = load_checkpoint(args.checkpoint, args.format, options, in_channels)
+    converted = loaded.converted
+    how = "detected" if loaded.detected else "given"
+    if not known:
+        stats = NORMALIZATIONS[converted.normalization or "none"]
+    where = "--normalize" if known else f"the {loaded.format} default"
+    norm = "none" if stats is None else f"mean {list(stats[0])}, std {list(stats[1])}"
+    print(f"checkpoint format: {loaded.format} ({how}); input normalisation: {norm} ({where})")
+    for note in converted.notes:
+        print(f"  {note}")
+    if converted.leftover:
+        print(f"  not part of the model: {', '.join(sorted(converted.leftover))}")
+    if converted.num_classes != num_classes:
+        raise CheckpointError(
+            f"{args.checkpoint} classifies {converted.num_classes} classes but the benchmark has "
+            f"{num_classes}; pick the benchmark the checkpoint was trained on"
+        )
+    return attach_normalization(loaded.model, stats, in_channels), list(converted.scores)
+
+
+def with_method_params(method: str, scores: list[str]) -> list[str]:
+    """``scores`` with the hyper-parameters the run's method declares for its own score
+    (registry ``score_params``; NPOS: ``knn:k=300``), unless a score already has some."""
+    from oodlab.train.recipes import METHODS
+
+    declared = METHODS.get(method).extra.get("score_params", {})
+    out = []
+    for spec in scores:
+        params = declared.get(spec) if ":" not in spec else None
+        if params:
+            spec = spec + ":" + ":".join(f"{k}={v}" for k, v in params.items())
+        out.append(spec)
+    return out
 
 
 def checkpoint_out(args: argparse.Namespace) -> Path:

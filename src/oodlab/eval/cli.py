@@ -31,7 +31,8 @@ def add_eval_parser(sub: Any) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="model option for --checkpoint, e.g. width=0.5 (repeatable)",
+        help="model option for --checkpoint, e.g. width=0.5, or a format option such as "
+        "groups=FILE for MOS (repeatable)",
     )
     add_checkpoint_arguments(p)
     p.add_argument("--benchmark", help="benchmark preset (oodlab list benchmarks)")
@@ -58,11 +59,12 @@ def add_eval_parser(sub: Any) -> None:
     p.set_defaults(func=cmd_eval)
 
 
-def parse_score_list(text: str) -> list[str]:
-    names = [s.strip() for s in text.split(",") if s.strip()]
-    if not names:
-        raise ConfigError("--scores is empty; give e.g. --scores msp,energy or --scores zoo")
-    return names
+def parse_score_list(text: str) -> list[Any]:
+    """``--scores``: names, each with optional hyper-parameters (``knn:k=300,react:
+    percentile=95``; :func:`oodlab.scores._spec.parse_score_specs`)."""
+    from oodlab.scores._spec import parse_score_specs
+
+    return parse_score_specs(text)
 
 
 def zoo_scores(*, gradients: bool = False) -> list[str]:
@@ -96,7 +98,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.scores == ZOO:
         scores: list[Any] = zoo_scores()
     elif args.scores == "default":
-        scores = default_scores
+        scores = parse_score_list(",".join(default_scores))
     else:
         scores = parse_score_list(args.scores)
     result = evaluate(
@@ -160,14 +162,16 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, list[str], Path]:
         benchmark = build_benchmark(
             data.benchmark, args.data_root or data.data_root, seed=data.seed, **data.options
         )
-        return model, benchmark, default_scores_of_run(config), out
+        from oodlab.eval.checkpoint import with_method_params
+
+        scores = with_method_params(config.method.name, default_scores_of_run(config))
+        return model, benchmark, scores, out
     if args.checkpoint is None:
         raise ConfigError("give a run folder, or --checkpoint FILE with --model and --benchmark")
-    if not args.model or not args.benchmark:
-        raise ConfigError("--checkpoint needs --model NAME and --benchmark NAME")
+    if not args.benchmark:
+        raise ConfigError("--checkpoint needs --benchmark NAME (and --model NAME or --format)")
     from oodlab.eval.checkpoint import checkpoint_out, load_checkpoint_model
 
     benchmark = build_benchmark(args.benchmark, args.data_root, seed=args.seed)
-    model = load_checkpoint_model(args, benchmark.num_classes, benchmark.image_shape[0])
-    out = checkpoint_out(args)
-    return model, benchmark, ["msp", "energy"], out
+    model, scores = load_checkpoint_model(args, benchmark.num_classes, benchmark.image_shape[0])
+    return model, benchmark, scores, checkpoint_out(args)

@@ -18,9 +18,12 @@ from oodlab.scores import (
     mcm,
     mos,
     msp,
+    nnguide,
     odin,
     patt_calibration,
     react,
+    relation,
+    scale,
     vim,
 )
 from oodlab.scores.base import SCORES, InputGradientScore, Score, register_score
@@ -42,8 +45,11 @@ _modules = [
     mcm,
     mos,
     msp,
+    nnguide,
     odin,
     patt_calibration,
     react,
+    relation,
+    scale,
     vim,
 ]

@@ -91,7 +91,13 @@ class NPOSOptions:
         )
 
 
-@register_method("npos", config_type=NPOSOptions, paper=PAPER, default_score="knn")
+@register_method(
+    "npos",
+    config_type=NPOSOptions,
+    paper=PAPER,
+    default_score="knn",
+    score_params={"knn": {"k": 300}},  # the official test scripts' K (synthesis_and_mos.md §2.4)
+)
 class NPOSRecipe(Recipe):
     """Two views, one forward; ``w_d L_disp + w_c L_comp + β L_open (+ probe CE)``.
 
