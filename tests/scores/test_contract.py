@@ -32,7 +32,7 @@ INVALID: dict[str, dict[str, Any]] = {
     "energy": {"temperature": 0.0},
     "odin": {"temperature": -1.0, "epsilon": -0.1, "input_std": [0.0, 1.0]},
     "iodin": {"temperature": 0.0, "epsilon": -1.0, "input_std": [-0.2]},
-    "knn": {"k": 0, "bank_fraction": 0.0, "backend": "annoy", "seed": -1},
+    "knn": {"k": 0, "bank_fraction": 0.0, "backend": "annoy", "seed": -1, "index": "lsh"},
     "react": {"percentile": 101},
     "scale": {"percentile": 100, "space": "logits"},
     "nnguide": {"k": 0, "bank_fraction": 1.5},

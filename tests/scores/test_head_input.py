@@ -7,6 +7,8 @@ raw h, ``head`` = ``W·zscore(h) + b``); every expected value is computed indepe
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -14,7 +16,6 @@ from torch.utils.data import TensorDataset
 
 from oodlab.eval.extract import ExtractConfig, cache_path, dataset_fingerprint, extract
 from oodlab.eval.extract import model_fingerprint as fingerprint
-from oodlab.io import atomic_torch_save, safe_torch_load
 from oodlab.models import MODELS
 from oodlab.models.heads import BinaryDiscriminator, attach_heads
 from oodlab.models.two_branch import TwoBranch
@@ -87,11 +88,10 @@ def test_cache_keeps_head_input_and_entries_without_it_are_not_reused(tmp_path):
         extract(model, data, _config(tmp_path, cache=True)).extras[HEAD_INPUT],
         first.extras[HEAD_INPUT],
     )
-    # An entry written before head_input existed (cache format 1) must not be served.
-    old = safe_torch_load(path)
-    old["format"] = 1
-    old["extras"] = {}
-    atomic_torch_save(path, old)
+    # An entry of an older cache format (format 1 had no head_input) must not be served.
+    meta = json.loads((path / "meta.json").read_text())
+    (path / "meta.json").write_text(json.dumps({**meta, "format": 1}))
+    (path / "extra.head_input.npy").unlink()
     again = extract(model, data, _config(tmp_path, cache=True))
     torch.testing.assert_close(again.extras[HEAD_INPUT], first.extras[HEAD_INPUT])
 

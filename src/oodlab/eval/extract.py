@@ -23,7 +23,6 @@ directory; ``oodlab eval --cache-dir``), one ``<model fingerprint>/<dataset hash
 from __future__ import annotations
 
 import hashlib
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,15 +31,15 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset, TensorDataset
 from tqdm.auto import tqdm
 
-from oodlab.errors import CheckpointError, DataError
-from oodlab.io import atomic_torch_save, safe_torch_load, state_dict_hash
+from oodlab.errors import DataError
+from oodlab.eval.cache import CACHE_FORMAT, FeatureDtype, OutputsWriter, entry_dir, load_entry
+from oodlab.io import state_dict_hash
 from oodlab.types import HEAD_INPUT, Outputs, linear_head
 
-# 2: ``extras["head_input"]`` for models with a ``head_input`` (ASCOOD); older entries lack it.
-CACHE_FORMAT = 2
+__all__ = ["CACHE_FORMAT", "ExtractConfig", "cache_path", "dataset_fingerprint", "extract"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +52,8 @@ class ExtractConfig:
         device: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         cache_dir: where extracted outputs are stored; ``None`` disables the disk cache.
         quiet: hide progress bars.
+        feature_dtype: dtype of the cached ``features`` (``"float16"`` halves the largest
+            array; the rounding error is stated in :mod:`oodlab.eval.cache`).
     """
 
     batch_size: int = 256
@@ -60,6 +61,7 @@ class ExtractConfig:
     device: str = "auto"
     cache_dir: Path | None = Path(".oodlab_cache")
     quiet: bool = False
+    feature_dtype: FeatureDtype = "float32"
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -74,23 +76,40 @@ def model_fingerprint(model: nn.Module) -> str:
 
 
 def dataset_fingerprint(dataset: Dataset[Any]) -> str:
-    """The dataset's own ``fingerprint()`` if it has one, else class, size, transform and samples.
+    """A key that differs for any two datasets that differ in any item.
 
-    The fallback hashes up to 8 evenly spaced samples, so two different datasets of the same
-    class and size do not share a cache entry.
+    A dataset's own ``fingerprint()`` is used when it has one (oodlab's datasets hash their
+    pixel arrays, or their files' paths, sizes and modification times). A ``TensorDataset``
+    hashes its tensors, a ``Subset`` its parent's key and its indices, a ``ConcatDataset`` its
+    parts; any other dataset hashes every item it yields (one pass over the data, no network).
     """
     own = getattr(dataset, "fingerprint", None)
     if callable(own):
         return str(own())
+    name = type(dataset).__name__
     n = len(dataset)  # type: ignore[arg-type]
-    digest = hashlib.sha256(
-        f"{type(dataset).__name__}|{n}|{getattr(dataset, 'transform', None)!r}".encode()
-    )
-    for index in sorted({round(i * (n - 1) / 7) for i in range(8)} if n else set()):
-        x, y = dataset[index][:2]
-        digest.update(torch.as_tensor(x).detach().cpu().contiguous().numpy().tobytes())
-        digest.update(str(int(y)).encode())
-    return f"{type(dataset).__name__}-n{n}-{digest.hexdigest()[:16]}"
+    digest = hashlib.sha256(f"{name}|{n}|{getattr(dataset, 'transform', None)!r}".encode())
+    if isinstance(dataset, TensorDataset):
+        for tensor in dataset.tensors:
+            _hash_tensor(digest, tensor)
+    elif isinstance(dataset, Subset):
+        digest.update(dataset_fingerprint(dataset.dataset).encode())
+        _hash_tensor(digest, torch.as_tensor(list(dataset.indices), dtype=torch.long))
+    elif isinstance(dataset, ConcatDataset):
+        for part in dataset.datasets:
+            digest.update(dataset_fingerprint(part).encode())
+    else:
+        for index in range(n):
+            x, y = dataset[index][:2]
+            _hash_tensor(digest, torch.as_tensor(x))
+            digest.update(str(int(y)).encode())
+    return f"{name}-n{n}-{digest.hexdigest()[:24]}"
+
+
+def _hash_tensor(digest: Any, tensor: Tensor) -> None:
+    data = tensor.detach().cpu().contiguous()
+    digest.update(f"{tuple(data.shape)}{data.dtype}".encode())
+    digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes() if data.numel() else b"")
 
 
 class _Forward:
@@ -199,8 +218,19 @@ def model_protocol(model: nn.Module, dataset: Dataset[Any], device: str = "auto"
     return forward.protocol
 
 
-def _collect(model: nn.Module, dataset: Dataset[Any], config: ExtractConfig, desc: str) -> Outputs:
+def _collect(
+    model: nn.Module,
+    dataset: Dataset[Any],
+    config: ExtractConfig,
+    desc: str,
+    entry: Path | None = None,
+    key: str = "",
+) -> Outputs:
+    """One pass over ``dataset``, each batch streamed to ``entry`` (or preallocated memory)."""
     device = resolve_device(config.device)
+    rows = len(dataset)  # type: ignore[arg-type]
+    if rows == 0:
+        raise DataError(f"dataset {desc!r} is empty; nothing to evaluate")
     loader = DataLoader(
         dataset,
         batch_size=config.batch_size,
@@ -209,30 +239,24 @@ def _collect(model: nn.Module, dataset: Dataset[Any], config: ExtractConfig, des
         pin_memory=device.type == "cuda",
     )
     forward = _Forward(model)
-    logits, features, labels = [], [], []
-    extras: dict[str, list[Tensor]] = {}
-    with _eval_mode(model), torch.inference_mode():
-        for batch in tqdm(loader, desc=desc, disable=config.quiet, leave=False):
-            x, y = batch[0], batch[1]
-            out, z, extra = forward(x.to(device, non_blocking=True))
-            logits.append(out.float().cpu())
-            features.append(z.float().cpu())
-            labels.append(torch.as_tensor(y).long().cpu())
-            for key, value in extra.items():
-                extras.setdefault(key, []).append(value.float().cpu())
-    if not logits:
-        raise DataError(f"dataset {desc!r} is empty; nothing to evaluate")
-    layer = forward.linear
-    return Outputs(
-        logits=torch.cat(logits),
-        features=torch.cat(features),
-        labels=torch.cat(labels),
-        extras={k: torch.cat(v) for k, v in extras.items()},
-        head_weight=None if layer is None else layer.weight.detach().float().cpu().clone(),
-        head_bias=None
-        if layer is None or layer.bias is None
-        else layer.bias.detach().float().cpu().clone(),
-    )
+    writer = OutputsWriter(rows, entry, key, config.feature_dtype)
+    try:
+        with _eval_mode(model), torch.inference_mode():
+            for batch in tqdm(loader, desc=desc, disable=config.quiet, leave=False):
+                x, y = batch[0], batch[1]
+                out, z, extra = forward(x.to(device, non_blocking=True))
+                arrays = {"logits": out, "features": z, "labels": torch.as_tensor(y)}
+                writer.append({**arrays, **{f"extra.{k}": v for k, v in extra.items()}})
+        layer = forward.linear
+        return writer.finish(
+            None if layer is None else layer.weight.detach().float().cpu().clone(),
+            None
+            if layer is None or layer.bias is None
+            else layer.bias.detach().float().cpu().clone(),
+        )
+    except BaseException:
+        writer.abort()
+        raise
 
 
 @contextmanager
@@ -245,36 +269,15 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def _to_payload(outputs: Outputs, key: str) -> dict[str, Any]:
-    payload: dict[str, Any] = {
-        "format": CACHE_FORMAT,
-        "key": key,
-        "logits": outputs.logits,
-        "features": outputs.features,
-        "labels": outputs.labels,
-        "extras": dict(outputs.extras),
-    }
-    if outputs.head_weight is not None:
-        payload["head_weight"] = outputs.head_weight
-    if outputs.head_bias is not None:
-        payload["head_bias"] = outputs.head_bias
-    return payload
+def cache_path(
+    cache_dir: Path, model_key: str, dataset_key: str, feature_dtype: FeatureDtype = "float32"
+) -> Path:
+    """The folder of the cache entry for this model, dataset and feature dtype."""
+    return entry_dir(cache_dir, model_key, _entry_key(dataset_key, feature_dtype))
 
 
-def _from_payload(payload: dict[str, Any]) -> Outputs:
-    return Outputs(
-        logits=payload["logits"],
-        features=payload["features"],
-        labels=payload["labels"],
-        extras=dict(payload.get("extras", {})),
-        head_weight=payload.get("head_weight"),
-        head_bias=payload.get("head_bias"),
-    )
-
-
-def cache_path(cache_dir: Path, model_key: str, dataset_key: str) -> Path:
-    name = hashlib.sha256(dataset_key.encode()).hexdigest()[:24]
-    return Path(cache_dir) / model_key / f"{name}.pt"
+def _entry_key(dataset_key: str, feature_dtype: str) -> str:
+    return dataset_key if feature_dtype == "float32" else f"{dataset_key}|features={feature_dtype}"
 
 
 def extract(
@@ -297,25 +300,18 @@ def extract(
         on_forward: called with ``name`` whenever the network actually runs (for counting).
 
     Returns:
-        The cached or freshly computed :class:`~oodlab.types.Outputs` (CPU tensors).
+        The cached or freshly computed :class:`~oodlab.types.Outputs` (CPU tensors; with a
+        cache, ``logits``, ``features`` and the extras are memory-mapped from the entry).
     """
     config = config or ExtractConfig()
     model.to(resolve_device(config.device))
     model_key = model_key or model_fingerprint(model)
-    dataset_key = dataset_fingerprint(dataset)
-    path = (
-        None if config.cache_dir is None else cache_path(config.cache_dir, model_key, dataset_key)
-    )
-    if path is not None and path.is_file():
-        try:
-            payload = safe_torch_load(path)
-            if payload.get("format") == CACHE_FORMAT and payload.get("key") == dataset_key:
-                return _from_payload(payload)
-        except CheckpointError as exc:
-            warnings.warn(f"ignoring unreadable cache entry: {exc}", stacklevel=2)
+    key = _entry_key(dataset_fingerprint(dataset), config.feature_dtype)
+    entry = None if config.cache_dir is None else entry_dir(config.cache_dir, model_key, key)
+    if entry is not None:
+        cached = load_entry(entry, key)
+        if cached is not None:
+            return cached
     if on_forward is not None:
         on_forward(name)
-    outputs = _collect(model, dataset, config, desc=f"extract {name}")
-    if path is not None:
-        atomic_torch_save(path, _to_payload(outputs, dataset_key))
-    return outputs
+    return _collect(model, dataset, config, desc=f"extract {name}", entry=entry, key=key)

@@ -1,18 +1,21 @@
 """Shared feature-space maths of the scores: one copy of each helper.
 
-L2 normalisation, class means, the tied (shared) precision matrix, batched squared
-Mahalanobis distances and the empirical class prior. Every helper takes its device from
-its tensor inputs; the scikit-learn step runs on the CPU in float64.
+L2 normalisation, class means, the tied (shared) precision matrix, second moments, batched
+squared Mahalanobis distances and the empirical class prior. Every helper takes its device
+from its tensor inputs. The fits walk the training features in row chunks
+(:func:`oodlab.scores._stream.row_chunks`) and accumulate in float64, so no float64 copy of
+a whole bank is ever made and memory-mapped caches stay one chunk resident.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.covariance import EmpiricalCovariance
+from scipy import linalg
 from torch import Tensor
 
 from oodlab.errors import DataError
+from oodlab.scores._stream import row_chunks
 
 
 def l2_normalize(features: Tensor, eps: float = 1e-12) -> Tensor:
@@ -38,25 +41,51 @@ def class_counts(labels: Tensor, num_classes: int) -> Tensor:
 
 
 def class_means(features: Tensor, labels: Tensor, num_classes: int) -> Tensor:
-    """``(C, D)`` mean feature of each class (ground-truth labels), in the features' dtype."""
+    """``(C, D)`` float64 mean feature of each class (ground-truth labels), in chunks."""
     counts = class_counts(labels, num_classes)
-    sums = torch.zeros(num_classes, features.shape[1], dtype=features.dtype, device=features.device)
-    sums.index_add_(0, labels.to(features.device), features)
-    return sums / counts.to(device=features.device, dtype=features.dtype)[:, None]
+    device = features.device
+    sums = torch.zeros(num_classes, features.shape[1], dtype=torch.float64, device=device)
+    start = 0
+    for block in row_chunks(features):
+        index = labels[start : start + len(block)].to(device)
+        sums.index_add_(0, index, block.double())
+        start += len(block)
+    return sums / counts.to(device=device, dtype=torch.float64)[:, None]
 
 
 def tied_precision(features: Tensor, labels: Tensor, means: Tensor) -> Tensor:
     """``(D, D)`` float64 inverse of the shared covariance of the class-centred features.
 
-    The covariance is scikit-learn's ``EmpiricalCovariance`` (the maximum-likelihood 1/N
-    estimate, OpenOOD's "MDS" choice); its ``precision_`` is a pseudo-inverse, so a singular
-    covariance does not fail. Class-centred features have mean zero, hence
-    ``assume_centered=True`` changes nothing but a rounding error.
+    The covariance is the maximum-likelihood (1/N) estimate ``Σ_i (h_i − μ_{y_i})(h_i −
+    μ_{y_i})ᵀ / N``, accumulated chunk by chunk in float64; its precision is the
+    pseudo-inverse of the symmetric matrix (``scipy.linalg.pinvh``), exactly what
+    scikit-learn's ``EmpiricalCovariance(assume_centered=True).precision_`` computes (OpenOOD's
+    "MDS" choice), so a singular covariance does not fail.
     """
-    centred = (features.double() - means.double()[labels.to(features.device)]).cpu().numpy()
-    estimator = EmpiricalCovariance(assume_centered=True).fit(centred)
-    precision = np.asarray(estimator.precision_, dtype=np.float64)
-    return torch.from_numpy(precision).to(features.device)
+    device = features.device
+    means = means.to(device=device, dtype=torch.float64)
+    scatter = torch.zeros(features.shape[1], features.shape[1], dtype=torch.float64, device=device)
+    start = 0
+    for block in row_chunks(features):
+        centred = block.double() - means[labels[start : start + len(block)].to(device)]
+        scatter.addmm_(centred.T, centred)
+        start += len(block)
+    if start == 0:
+        raise DataError("no training samples: the features are empty")
+    covariance = (scatter / start).cpu().numpy()
+    precision = linalg.pinvh(covariance, check_finite=False)
+    return torch.from_numpy(np.asarray(precision, dtype=np.float64)).to(device)
+
+
+def second_moment(features: Tensor, origin: Tensor) -> Tensor:
+    """``(D, D)`` float64 ``Σ_i (h_i − u)(h_i − u)ᵀ / N``, the uncentred covariance about ``u``."""
+    device = features.device
+    origin = origin.to(device=device, dtype=torch.float64)
+    total = torch.zeros(features.shape[1], features.shape[1], dtype=torch.float64, device=device)
+    for block in row_chunks(features):
+        shifted = block.double() - origin
+        total.addmm_(shifted.T, shifted)
+    return total / max(1, len(features))
 
 
 def squared_mahalanobis(

@@ -5,12 +5,18 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from oodlab.scores._stream import row_chunks
 from oodlab.scores.base import Score, head_features, register_score, require_head
 from oodlab.types import Outputs
 
 
 def gradnorm_norm(
-    features: Tensor, weight: Tensor, bias: Tensor, *, kl_uniform: bool = False
+    features: Tensor,
+    weight: Tensor,
+    bias: Tensor,
+    *,
+    kl_uniform: bool = False,
+    logits: Tensor | None = None,
 ) -> Tensor:
     """Per-sample ``Σ_ij |∂L/∂W_ij|`` ``(N,)`` in float64 (the GradNorm quantity, higher = ID).
 
@@ -19,11 +25,22 @@ def gradnorm_norm(
     factorises as ``(Σ_k |C·p_k − 1|) · (Σ_j |h_j|)``: no backward pass is needed. With
     ``kl_uniform=True``, ``L = KL(u ‖ p)`` with ``u = 1/C``: ``∂L/∂W = (p − u) hᵀ``, exactly
     ``1/C`` times the default norm. Temperature 1 (the paper's and OpenOOD's choice).
+    ``logits``: the cached ``Wh + b`` (the model's own logits when ``h`` is the head's input),
+    used instead of recomputing them. Computed in row chunks, in float64 per chunk.
     """
-    features = features.double()
-    probs = torch.softmax(features @ weight.double().T + bias.double(), dim=1)
     num_classes = weight.shape[0]
-    norm = (num_classes * probs - 1).abs().sum(1) * features.abs().sum(1)
+    out = []
+    start = 0
+    for block in row_chunks(features):
+        rows = slice(start, start + len(block))
+        start += len(block)
+        if logits is not None:
+            z = logits[rows].double()
+        else:
+            z = block.double() @ weight.double().T.to(block.device) + bias.double().to(block.device)
+        probs = torch.softmax(z, dim=1)
+        out.append((num_classes * probs - 1).abs().sum(1) * block.double().abs().sum(1))
+    norm = torch.cat(out) if out else torch.zeros(0, dtype=torch.float64, device=features.device)
     return norm / num_classes if kl_uniform else norm
 
 
@@ -62,9 +79,11 @@ def gradnorm(features: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
 class GradNorm(Score):
     """Negated GradNorm from cached features and the linear head; higher = more OOD.
 
-    The closed form of :func:`gradnorm`; no backward pass, no hyper-parameter.
+    The closed form of :func:`gradnorm`; no backward pass, no hyper-parameter. The softmax is
+    taken of the cached logits (equal to ``Wh + b`` for a linear head on ``h``), so no float64
+    copy of ``h @ Wᵀ`` is made.
     """
 
     def score(self, outputs: Outputs) -> Tensor:
         weight, bias = require_head(outputs, "gradnorm")
-        return gradnorm(head_features(outputs), weight, bias)
+        return -gradnorm_norm(head_features(outputs), weight, bias, logits=outputs.logits).float()

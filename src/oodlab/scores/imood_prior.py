@@ -254,4 +254,6 @@ class AdaGradNorm(_AdaScore):
 
     def id_ness(self, outputs: Outputs) -> Tensor:
         weight, bias = require_head(outputs, "ada_gradnorm")
-        return gradnorm_norm(head_features(outputs), weight, bias, kl_uniform=True)
+        return gradnorm_norm(
+            head_features(outputs), weight, bias, kl_uniform=True, logits=outputs.logits
+        )

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from oodlab.errors import ConfigError, DataError
+from oodlab.scores._stream import row_chunks
 from oodlab.scores.base import Score, register_score
 from oodlab.types import Outputs
 
@@ -41,12 +42,15 @@ def kl_matching(logits: Tensor, templates: Tensor) -> Tensor:
             f"templates must be (K, {logits.shape[1]}) for {logits.shape[1]} logits, "
             f"got shape {tuple(templates.shape)}; fit the score on outputs of the same model"
         )
-    log_p = torch.log_softmax(logits.double(), dim=1)
-    p = log_p.exp()
-    neg_entropy = torch.where(p > 0, p * log_p, 0.0).sum(dim=1, keepdim=True)  # (N, 1)
-    log_templates = templates.to(torch.float64).clamp_min(TEMPLATE_FLOOR).log()  # (K, C)
-    divergences = neg_entropy - p @ log_templates.T  # (N, K)
-    return divergences.amin(dim=1).float()
+    log_templates = templates.to(logits.device, torch.float64).clamp_min(TEMPLATE_FLOOR).log()
+    out = []
+    for block in row_chunks(logits):  # (rows, K) float64 at a time, not (N, K)
+        log_p = torch.log_softmax(block.double(), dim=1)
+        p = log_p.exp()
+        neg_entropy = torch.where(p > 0, p * log_p, 0.0).sum(dim=1, keepdim=True)  # (n, 1)
+        divergences = neg_entropy - p @ log_templates.T  # (n, K)
+        out.append(divergences.amin(dim=1).float())
+    return torch.cat(out) if out else torch.zeros(0, device=logits.device)
 
 
 def class_templates(logits: Tensor, assigned: Tensor, num_classes: int) -> Tensor:
@@ -54,10 +58,14 @@ def class_templates(logits: Tensor, assigned: Tensor, num_classes: int) -> Tenso
 
     A class no row is assigned to gets the one-hot template ``e_c`` (OpenOOD's KLM rule).
     """
-    probs = torch.softmax(logits.double(), dim=1)
     sums = torch.zeros(num_classes, num_classes, dtype=torch.float64)
-    sums.index_add_(0, assigned.long(), probs)
-    counts = torch.bincount(assigned.long(), minlength=num_classes)
+    assigned = assigned.long().cpu()
+    start = 0
+    for block in row_chunks(logits):  # accumulated chunk by chunk, no (N, C) float64 copy
+        probs = torch.softmax(block.double(), dim=1).cpu()
+        sums.index_add_(0, assigned[start : start + len(block)], probs)
+        start += len(block)
+    counts = torch.bincount(assigned, minlength=num_classes)
     templates = torch.eye(num_classes, dtype=torch.float64)
     seen = counts > 0
     templates[seen] = sums[seen] / counts[seen, None].double()
@@ -104,7 +112,7 @@ class KLMatching(Score):
             raise DataError("kl_matching cannot be fitted on zero samples; pass ID outputs")
         num_classes = train.num_classes
         if self.template_labels == "predicted":
-            assigned = train.logits.argmax(dim=1)
+            assigned = torch.cat([block.argmax(dim=1) for block in row_chunks(train.logits)])
         else:
             assigned = train.labels
             if bool(((assigned < 0) | (assigned >= num_classes)).any()):

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import weakref
+
 from torch import Tensor
 
 from oodlab.scores._features import class_means, squared_mahalanobis, tied_precision
 from oodlab.scores.base import Score, register_score
 from oodlab.types import Outputs
+
+#: The latest Mahalanobis fit per training outputs (held by a weak reference to them), so
+#: ``ada_maha`` and ``mahalanobis`` fitted on the same outputs share one pass.
+_FITS: dict[int, tuple[weakref.ref[Outputs], Tensor, Tensor]] = {}
 
 
 def mahalanobis(features: Tensor, means: Tensor, precision: Tensor) -> Tensor:
@@ -55,9 +61,18 @@ class Mahalanobis(Score):
     """
 
     def fit(self, train: Outputs, *, aux: Outputs | None = None) -> Mahalanobis:
-        features = train.features.double()
-        self.class_means_ = class_means(features, train.labels, train.num_classes)
-        self.precision_ = tied_precision(features, train.labels, self.class_means_)
+        # Two streaming passes over the training features (float64 accumulation per chunk);
+        # the fit of the same outputs is shared with ada_maha (one fit per evaluation).
+        memo = _FITS.get(id(train))
+        if memo is not None and memo[0]() is train:
+            self.class_means_, self.precision_ = memo[1], memo[2]
+            return self
+        means = class_means(train.features, train.labels, train.num_classes)
+        self.class_means_ = means
+        self.precision_ = tied_precision(train.features, train.labels, means)
+        key = id(train)
+        _FITS.clear()  # keep only the fit of the latest training outputs alive
+        _FITS[key] = (weakref.ref(train, lambda _r: _FITS.pop(key, None)), means, self.precision_)
         return self
 
     def score(self, outputs: Outputs) -> Tensor:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 from torch import Tensor
 
 from oodlab.errors import DataError
+from oodlab.scores._stream import streaming_percentile
 from oodlab.scores.base import (
     Score,
     head_features,
@@ -55,9 +55,10 @@ class ReAct(Score):
     Notes:
         The paper estimates ``c`` on ID training data; OpenOOD uses its ID validation split.
         oodlab uses the outputs passed to ``fit`` (the training set in ``evaluate``). The
-        percentile uses numpy's default linear interpolation. Threshold and clipping act on
-        the classifier's input (ASCOOD: the z-scored features, not the raw ``h`` OpenOOD
-        clips; :func:`~oodlab.scores.base.head_features`).
+        percentile uses numpy's default linear interpolation and is exact, not estimated from a
+        subsample (:func:`~oodlab.scores._stream.streaming_percentile`, in chunks). Threshold
+        and clipping act on the classifier's input (ASCOOD: the z-scored features, not the
+        raw ``h`` OpenOOD clips; :func:`~oodlab.scores.base.head_features`).
     """
 
     search_space = {"percentile": (85, 90, 95, 99)}
@@ -67,11 +68,12 @@ class ReAct(Score):
         self.percentile = percentile
 
     def fit(self, train: Outputs, *, aux: Outputs | None = None) -> ReAct:
-        # numpy, not torch.quantile: the latter refuses inputs above 16M elements.
-        values = head_features(train).detach().double().cpu().numpy().ravel()
-        if values.size == 0:
+        # Exactly numpy's percentile of every entry, from a seeded bracket and one streaming
+        # pass (no float64 copy of the bank; torch.quantile refuses inputs above 16M entries).
+        features = head_features(train)
+        if features.numel() == 0:
             raise DataError("react needs training features to set its threshold, got none")
-        self.threshold_ = float(np.percentile(values, self.percentile))
+        self.threshold_ = streaming_percentile(features, self.percentile)
         return self
 
     def score(self, outputs: Outputs) -> Tensor:

@@ -9,6 +9,8 @@ import torch
 from torch import Tensor
 
 from oodlab.errors import ConfigError, DataError
+from oodlab.scores._features import second_moment
+from oodlab.scores._stream import row_chunks
 from oodlab.scores.base import Score, head_features, register_score, require_head
 from oodlab.types import Outputs
 
@@ -77,7 +79,7 @@ class ViM(Score):
 
     def fit(self, train: Outputs, *, aux: Outputs | None = None) -> ViM:
         weight, bias = require_head(train, "vim")
-        features = head_features(train).detach().double().cpu()
+        features = head_features(train)
         feature_dim = features.shape[1]
         if feature_dim < 2 or len(features) == 0:
             raise DataError(
@@ -93,15 +95,17 @@ class ViM(Score):
             dim = feature_dim - 1
         self.dim_ = dim
         origin = -torch.linalg.pinv(weight.detach().double().cpu()) @ bias.detach().double().cpu()
-        centred = (features - origin).numpy()
-        _, eigenvectors = np.linalg.eigh(centred.T @ centred / len(centred))
+        # One streaming pass for E[(h - u)(h - u)^T], a second for the residual norms.
+        moment = second_moment(features, origin).cpu().numpy()
+        _, eigenvectors = np.linalg.eigh(moment)
         # eigh sorts the eigenvalues in ascending order: the residual space is the first D - dim.
         self.origin_ = origin
         self.residual_basis_ = torch.from_numpy(
             np.ascontiguousarray(eigenvectors[:, : feature_dim - dim])
         )
-        residual = self._residual_norm(head_features(train)).cpu()
-        self.alpha_ = float(train.logits.detach().double().cpu().amax(1).sum() / residual.sum())
+        residual = sum(float(self._residual_norm(block).sum()) for block in row_chunks(features))
+        top = sum(float(block.double().amax(1).sum()) for block in row_chunks(train.logits))
+        self.alpha_ = top / residual
         return self
 
     def _residual_norm(self, features: Tensor) -> Tensor:

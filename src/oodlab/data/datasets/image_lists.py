@@ -65,8 +65,17 @@ class ImageListDataset(Dataset[tuple[Tensor, int]]):
 
     def fingerprint(self) -> str:
         import hashlib
+        import os
 
-        digest = hashlib.sha256("\n".join(self.paths).encode())
+        # Every file's path, size and modification time (nanoseconds): an edited, replaced or
+        # re-encoded image changes the key without reading every pixel.
+        digest = hashlib.sha256()
+        for path in self.paths:
+            try:
+                stat = os.stat(self.root / path)
+                digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+            except OSError:
+                digest.update(f"{path}|missing\n".encode())
         digest.update(self.targets.numpy().tobytes())
         return f"{self.name}-{self.root}-n{len(self)}-{digest.hexdigest()[:16]}-{self.transform!r}"
 
