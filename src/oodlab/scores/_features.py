@@ -9,6 +9,8 @@ a whole bank is ever made and memory-mapped caches stay one chunk resident.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import torch
 from scipy import linalg
@@ -53,39 +55,73 @@ def class_means(features: Tensor, labels: Tensor, num_classes: int) -> Tensor:
     return sums / counts.to(device=device, dtype=torch.float64)[:, None]
 
 
+def raw_moments(features: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(s, Σ_i (h_i − s), Σ_i (h_i − s)(h_i − s)ᵀ)`` in float64, in one streaming pass.
+
+    The shift ``s`` is the mean of the first chunk, so the sums stay well conditioned (the
+    centred quantities below are differences of shifted sums, which the shift leaves
+    unchanged). The result of the latest call is kept for the same tensor (a weak reference),
+    so Mahalanobis, ``ada_maha`` and ViM fitted on the same training features share one
+    ``(N, D)×(D, N)`` pass — the costliest step of a fit at ImageNet size.
+    """
+    memo = _MOMENTS.get(id(features))
+    if memo is not None and memo[0]() is features:
+        return memo[1]
+    device = features.device
+    dim = features.shape[1]
+    shift = torch.zeros(dim, dtype=torch.float64, device=device)
+    total = torch.zeros(dim, dtype=torch.float64, device=device)
+    scatter = torch.zeros(dim, dim, dtype=torch.float64, device=device)
+    for i, block in enumerate(row_chunks(features)):
+        if i == 0:
+            shift = block.double().mean(0)
+        shifted = block.double() - shift
+        total += shifted.sum(0)
+        scatter.addmm_(shifted.T, shifted)
+    key = id(features)
+    _MOMENTS.clear()
+    _MOMENTS[key] = (
+        weakref.ref(features, lambda _r: _MOMENTS.pop(key, None)),
+        (shift, total, scatter),
+    )
+    return shift, total, scatter
+
+
+_MOMENTS: dict[int, tuple[weakref.ref[Tensor], tuple[Tensor, Tensor, Tensor]]] = {}
+
+
 def tied_precision(features: Tensor, labels: Tensor, means: Tensor) -> Tensor:
     """``(D, D)`` float64 inverse of the shared covariance of the class-centred features.
 
     The covariance is the maximum-likelihood (1/N) estimate ``Σ_i (h_i − μ_{y_i})(h_i −
-    μ_{y_i})ᵀ / N``, accumulated chunk by chunk in float64; its precision is the
-    pseudo-inverse of the symmetric matrix (``scipy.linalg.pinvh``), exactly what
-    scikit-learn's ``EmpiricalCovariance(assume_centered=True).precision_`` computes (OpenOOD's
-    "MDS" choice), so a singular covariance does not fail.
+    μ_{y_i})ᵀ / N``, from the streaming :func:`raw_moments` as ``Σ_i h'_i h'_iᵀ − Σ_c n_c
+    μ'_c μ'_cᵀ`` (primes: shifted by ``s``); its precision is the pseudo-inverse of the
+    symmetric matrix (``scipy.linalg.pinvh``), exactly what scikit-learn's
+    ``EmpiricalCovariance(assume_centered=True).precision_`` computes on the centred features
+    (OpenOOD's "MDS" choice), so a singular covariance does not fail.
     """
-    device = features.device
-    means = means.to(device=device, dtype=torch.float64)
-    scatter = torch.zeros(features.shape[1], features.shape[1], dtype=torch.float64, device=device)
-    start = 0
-    for block in row_chunks(features):
-        centred = block.double() - means[labels[start : start + len(block)].to(device)]
-        scatter.addmm_(centred.T, centred)
-        start += len(block)
-    if start == 0:
+    if len(features) == 0:
         raise DataError("no training samples: the features are empty")
-    covariance = (scatter / start).cpu().numpy()
+    device = features.device
+    shift, _, scatter = raw_moments(features)
+    counts = torch.bincount(labels.cpu().long(), minlength=len(means)).to(device, torch.float64)
+    centred_means = means.to(device=device, dtype=torch.float64) - shift
+    within = scatter - (centred_means * counts[:, None]).T @ centred_means
+    covariance = (within / len(features)).cpu().numpy()
     precision = linalg.pinvh(covariance, check_finite=False)
     return torch.from_numpy(np.asarray(precision, dtype=np.float64)).to(device)
 
 
 def second_moment(features: Tensor, origin: Tensor) -> Tensor:
-    """``(D, D)`` float64 ``Σ_i (h_i − u)(h_i − u)ᵀ / N``, the uncentred covariance about ``u``."""
-    device = features.device
-    origin = origin.to(device=device, dtype=torch.float64)
-    total = torch.zeros(features.shape[1], features.shape[1], dtype=torch.float64, device=device)
-    for block in row_chunks(features):
-        shifted = block.double() - origin
-        total.addmm_(shifted.T, shifted)
-    return total / max(1, len(features))
+    """``(D, D)`` float64 ``Σ_i (h_i − u)(h_i − u)ᵀ / N``, the uncentred covariance about ``u``.
+
+    From :func:`raw_moments`: with ``u' = u − s`` and ``t = Σ_i (h_i − s)``, it is
+    ``(Σ h'h'ᵀ − u' tᵀ − t u'ᵀ + N u' u'ᵀ) / N``.
+    """
+    n = max(1, len(features))
+    shift, total, scatter = raw_moments(features)
+    u = origin.to(device=features.device, dtype=torch.float64) - shift
+    return (scatter - torch.outer(u, total) - torch.outer(total, u) + n * torch.outer(u, u)) / n
 
 
 def squared_mahalanobis(
