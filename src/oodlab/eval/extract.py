@@ -16,8 +16,10 @@ hook. The protocol is used only when ``head(features(x))`` equals ``model(x)`` o
 batch (:func:`model_protocol` says which way a model is read).
 
 The disk cache lives in ``ExtractConfig.cache_dir`` (default ``.oodlab_cache`` in the working
-directory; ``oodlab eval --cache-dir``), one ``<model fingerprint>/<dataset hash>.pt`` file per
-(weights, dataset) pair; delete the folder to free the space, nothing else refers to it.
+directory; ``oodlab eval --cache-dir``), one ``<model fingerprint>/<dataset hash>/`` folder of
+memory-mapped ``.npy`` arrays with their SHA-256 records per (weights, dataset) pair, written
+batch by batch (:mod:`oodlab.eval.cache`); delete the folder to free the space, nothing else
+refers to it.
 """
 
 from __future__ import annotations
