@@ -277,7 +277,7 @@ def _flagged_heatmap(
         gridspec_kw={"height_ratios": [1, max(4, len(names))]},
     )
     shot_index = {s: i for i, s in enumerate(SHOT_COLOURS)}
-    bands = np.array([[shot_index.get(c.get("shot"), -1) for c in classes]], dtype=float)
+    bands = np.array([[shot_index.get(str(c.get("shot")), -1) for c in classes]], dtype=np.float64)
     bands[bands < 0] = np.nan
     if not np.isnan(bands).all():
         from matplotlib.colors import ListedColormap
