@@ -50,8 +50,14 @@ def _families() -> dict[str, Callable[[], Registry]]:
 
         return FORMATS
 
+    def protocols() -> Registry:
+        from oodlab.eval.protocols import PROTOCOLS
+
+        return PROTOCOLS
+
     return {
         "formats": formats,
+        "protocols": protocols,
         "scores": scores,
         "losses": losses,
         "methods": methods,

@@ -41,14 +41,17 @@ def _linear(state: dict, name: str, out: int, inp: int, g: torch.Generator) -> N
     state[f"{name}.bias"] = 0.1 * torch.randn(out, generator=g)
 
 
-def kuangliu_state(num_classes: int, blocks=(2, 2, 2, 2), classifier="fc", seed=0) -> dict:
-    """A CIFAR ResNet's keys and shapes, the classifier named ``classifier``."""
+def kuangliu_state(
+    num_classes: int, blocks=(2, 2, 2, 2), classifier="fc", seed=0, base: int = 64
+) -> dict:
+    """A CIFAR ResNet's keys and shapes, the classifier named ``classifier`` (``base`` < 64:
+    the same keys with narrower stages, for fast end-to-end tests)."""
     g = torch.Generator().manual_seed(seed)
     s: dict[str, Tensor] = {}
-    _conv(s, "conv1.weight", (64, 3, 3, 3), g)
-    _bn(s, "bn1", 64, g)
-    c_in = 64
-    for i, (n, c) in enumerate(zip(blocks, (64, 128, 256, 512), strict=True)):
+    _conv(s, "conv1.weight", (base, 3, 3, 3), g)
+    _bn(s, "bn1", base, g)
+    c_in = base
+    for i, (n, c) in enumerate(zip(blocks, (base, 2 * base, 4 * base, 8 * base), strict=True)):
         for j in range(n):
             p = f"layer{i + 1}.{j}"
             stride = 2 if i > 0 and j == 0 else 1
@@ -61,7 +64,7 @@ def kuangliu_state(num_classes: int, blocks=(2, 2, 2, 2), classifier="fc", seed=
                 _bn(s, f"{p}.shortcut.1", c, g)
             c_in = c
     if classifier:
-        _linear(s, classifier, num_classes, 512, g)
+        _linear(s, classifier, num_classes, 8 * base, g)
     return s
 
 

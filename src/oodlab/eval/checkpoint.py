@@ -35,6 +35,24 @@ def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``--checkpoint`` options beyond ``--model`` / ``--model-set``."""
     parser.add_argument("--normalize", metavar="STATS", help=NORMALIZE_HELP)
     parser.add_argument(
+        "--protocol",
+        metavar="NAME",
+        help="a paper's evaluation protocol (oodlab list protocols): its benchmark, scores and "
+        "the published table printed beside ours",
+    )
+    parser.add_argument(
+        "--paper-row",
+        metavar="ROW",
+        help="with --protocol: compare with this row of the paper's table (e.g. OE)",
+    )
+    parser.add_argument(
+        "--benchmark-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="benchmark preset option for --checkpoint, e.g. n_aux=1000 (repeatable)",
+    )
+    parser.add_argument(
         "--format",
         metavar="NAME",
         help="released checkpoint layout (oodlab list formats); default: detected from the "
@@ -153,6 +171,32 @@ def with_method_params(method: str, scores: list[str]) -> list[str]:
             spec = spec + ":" + ":".join(f"{k}={v}" for k, v in params.items())
         out.append(spec)
     return out
+
+
+def checkpoint_benchmark(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """The benchmark of ``--checkpoint``: ``--benchmark``, else the protocol's, with the
+    protocol's options and ``--benchmark-set`` overrides."""
+    from oodlab.config import apply_overrides
+
+    options: dict[str, Any] = {}
+    name = args.benchmark
+    protocol = getattr(args, "protocol", None)
+    if protocol is not None:
+        from oodlab.eval.protocols import get_protocol
+
+        preset = get_protocol(protocol)
+        if name is not None and name != preset.benchmark:
+            raise ConfigError(
+                f"protocol {protocol!r} evaluates on benchmark {preset.benchmark!r}, not "
+                f"{name!r}; drop --benchmark"
+            )
+        name, options = preset.benchmark, dict(preset.benchmark_options)
+    if name is None:
+        raise ConfigError(
+            "--checkpoint needs --benchmark NAME or --protocol NAME (and --model NAME for an "
+            "oodlab state dict)"
+        )
+    return name, apply_overrides(options, getattr(args, "benchmark_set", []))
 
 
 def checkpoint_out(args: argparse.Namespace) -> Path:

@@ -98,6 +98,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.scores == ZOO:
         scores: list[Any] = zoo_scores()
     elif args.scores == "default":
+        if args.protocol:  # the paper's own score(s) and hyper-parameters
+            from oodlab.eval.protocols import get_protocol
+
+            default_scores = list(get_protocol(args.protocol).scores)
         scores = parse_score_list(",".join(default_scores))
     else:
         scores = parse_score_list(args.scores)
@@ -134,6 +138,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
 
     print(results_markdown(result).split("## Per OOD set")[0].rstrip())
+    if args.protocol:
+        from oodlab.eval.protocols import get_protocol, paper_comparison, write_comparison
+
+        comparison = paper_comparison(get_protocol(args.protocol), result, args.paper_row)
+        if comparison is not None:
+            print("\n" + write_comparison(out, comparison).rstrip())
+        else:
+            print(f"\nprotocol {args.protocol}: {get_protocol(args.protocol).notes}")
     print(f"\nresults: {out}/results.md (json, csv, figures/ beside it)")
     return 0
 
@@ -168,10 +180,9 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, list[str], Path]:
         return model, benchmark, scores, out
     if args.checkpoint is None:
         raise ConfigError("give a run folder, or --checkpoint FILE with --model and --benchmark")
-    if not args.benchmark:
-        raise ConfigError("--checkpoint needs --benchmark NAME (and --model NAME or --format)")
-    from oodlab.eval.checkpoint import checkpoint_out, load_checkpoint_model
+    from oodlab.eval.checkpoint import checkpoint_benchmark, checkpoint_out, load_checkpoint_model
 
-    benchmark = build_benchmark(args.benchmark, args.data_root, seed=args.seed)
+    name, options = checkpoint_benchmark(args)
+    benchmark = build_benchmark(name, args.data_root, seed=args.seed, **options)
     model, scores = load_checkpoint_model(args, benchmark.num_classes, benchmark.image_shape[0])
     return model, benchmark, scores, checkpoint_out(args)

@@ -1,0 +1,162 @@
+"""Protocol presets: their tables are well-formed, the comparison is ours − paper, and
+``oodlab eval --checkpoint F --protocol NAME`` runs end to end on generated dataset trees."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from oodlab.cli import main
+from oodlab.eval.metrics import ood_metrics
+from oodlab.eval.protocols import PROTOCOLS, get_protocol, paper_comparison, paper_results
+from oodlab.scores import SCORES
+from oodlab.scores._spec import parse_score_specs, spec_name
+
+TESTS = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(TESTS / "models"))
+import official_layouts as official  # the released layouts' builders  # noqa: E402
+
+
+def _helpers(relative: str):
+    spec = importlib.util.spec_from_file_location(relative.replace("/", "_"), TESTS / relative)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_protocol_names_registered_scores_and_existing_rows():
+    metric_keys = set(ood_metrics(np.array([0.0, 1.0]), np.array([0.5, 2.0]))) | {"id_accuracy"}
+    tables = paper_results()["tables"]
+    for entry in PROTOCOLS:
+        protocol = get_protocol(entry.name)
+        for spec in parse_score_specs(",".join(protocol.scores)):
+            assert spec_name(spec) in SCORES, (protocol.name, spec)
+        if protocol.table is None:
+            assert "not be found" in protocol.notes
+            continue
+        table = tables[protocol.table]
+        assert table["source"]
+        assert table["label"]
+        for row in protocol.rows.values():
+            assert row in table["rows"], (protocol.name, row)
+        for key in table["columns"]:
+            metric = key.partition(".")[2] or key
+            assert metric in metric_keys, (protocol.table, key)
+        for row in table["rows"].values():
+            assert set(row) <= set(table["columns"]), protocol.table
+
+
+def test_comparison_is_ours_minus_paper_in_percent():
+    protocol = get_protocol("pascl_cifar10_lt")
+    result = SimpleNamespace(
+        id_accuracy=0.75,
+        scores={
+            "msp": SimpleNamespace(
+                means={"all": {"auroc": 0.9, "aupr_out": 0.8, "fpr95_closest": 0.4}}
+            ),
+            "energy": SimpleNamespace(means={"all": {}}),
+        },
+    )
+    comparison = paper_comparison(protocol, result)
+    (entry,) = comparison["entries"]  # energy has no row in the PASCL table
+    assert entry["row"] == "PASCL"
+    # PASCL Table 1 (EAT re-print): 90.99 / 89.24 / 33.36 / 77.08
+    assert entry["difference"]["all.auroc"] == pytest.approx(90.0 - 90.99)
+    assert entry["difference"]["all.aupr_out"] == pytest.approx(80.0 - 89.24)
+    assert entry["difference"]["all.fpr95_closest"] == pytest.approx(40.0 - 33.36)
+    assert entry["difference"]["id_accuracy"] == pytest.approx(75.0 - 77.08)
+    other = paper_comparison(protocol, result, paper_row="OE")
+    assert [e["row"] for e in other["entries"]] == ["OE", "OE"]
+
+
+def _check_paper_rows(out: Path, stdout: str, score: str, row: str, label: str) -> None:
+    data = json.loads((out / "results.json").read_text())
+    comparison = data["paper_comparison"]
+    (entry,) = [e for e in comparison["entries"] if e["score"] == score]
+    assert entry["row"] == row
+    table = paper_results()["tables"][comparison["table"]]["rows"][row]
+    for key, paper in table.items():
+        group, _, metric = key.partition(".")
+        means = data["scores"][score]["means"]
+        if key != "id_accuracy" and group not in means:  # e.g. no far-OOD set in the tree
+            assert entry["difference"][key] is None
+            continue
+        ours = 100 * (data["id_accuracy"] if key == "id_accuracy" else means[group][metric])
+        assert entry["difference"][key] == pytest.approx(ours - paper)
+    assert label in stdout
+    assert f"| paper ({row}) |" in stdout
+    assert "| difference (ours − paper) |" in stdout
+    assert f"## Paper: {label}" in (out / "results.md").read_text()
+
+
+def test_pascl_protocol_end_to_end_on_cifar10_lt_files(tmp_path, monkeypatch, capsys):
+    cifar = _helpers("data/test_cifar_lt.py")
+    checksums, _ = cifar.write_cifar(tmp_path, per_class=4, test_per_class=1)
+    monkeypatch.setattr("oodlab.data.datasets.cifar.MD5", checksums)
+    aux = (np.arange(8 * 32 * 32 * 3) % 251).reshape(8, 32, 32, 3).astype(np.uint8)
+    np.save(tmp_path / "300K_random_images.npy", aux)
+    sets = ("texture", "svhn", "cifar100", "tin", "lsun", "places365")
+    cifar.write_scood(tmp_path, "cifar10", sets, [-1, 3, -1])
+    body = official.kuangliu_state(10, classifier="linear", base=8)  # narrow: a fast test
+    g = torch.Generator().manual_seed(0)
+    state = {f"module.{k}": v for k, v in body.items()}
+    state |= {"module.projection.0.weight": torch.randn(64, 64, generator=g) / 8,
+              "module.projection.0.bias": torch.zeros(64),
+              "module.projection.2.weight": torch.randn(128, 64, generator=g) / 8,
+              "module.projection.2.bias": torch.zeros(128)}  # fmt: skip
+    path = tmp_path / "pascl.pth"
+    torch.save({"model": state}, path)
+    out = tmp_path / "eval"
+    argv = ["eval", "--checkpoint", str(path), "--protocol", "pascl_cifar10_lt", "--data-root",
+            str(tmp_path), "--benchmark-set", "n_aux=8", "--benchmark-set", "imbalance_ratio=0.5",
+            "--device", "cpu", "--quiet", "--cache-dir", str(tmp_path / "c"), "--out",
+            str(out)]  # fmt: skip
+    assert main(argv) == 0
+    stdout = capsys.readouterr().out
+    assert "checkpoint format: pascl (detected)" in stdout
+    _check_paper_rows(out, stdout, "msp", "PASCL", "PASCL Table 1, CIFAR10-LT average")
+
+
+@pytest.mark.slow
+def test_ascood_protocol_end_to_end_on_waterbirds_files(tmp_path, capsys):
+    synthesis = _helpers("data/test_synthesis_benchmarks.py")
+    synthesis.write_waterbirds(tmp_path)
+    inner = official.torchvision_state(2, bottleneck=False)
+    state = {f"backbone.{k}": v for k, v in inner.items()} | {"sigma": torch.tensor(0.5)}
+    path = tmp_path / "ascood.ckpt"
+    torch.save(state, path)
+    out = tmp_path / "eval"
+    argv = ["eval", "--checkpoint", str(path), "--protocol", "ascood_waterbirds", "--data-root",
+            str(tmp_path), "--device", "cpu", "--quiet", "--cache-dir", str(tmp_path / "c"),
+            "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    stdout = capsys.readouterr().out
+    assert "checkpoint format: ascood (detected)" in stdout
+    assert "mean [0.485, 0.456, 0.406]" in stdout  # ImageNet statistics, ASCOOD's preprocessor
+    _check_paper_rows(out, stdout, "odin", "ASCOOD", "ASCOOD Table 1 (v1), Waterbirds")
+
+
+def test_protocol_and_benchmark_disagree_in_one_line(tmp_path, capsys):
+    path = tmp_path / "w.pt"
+    torch.save(official.kuangliu_state(10, classifier="fc"), path)
+    argv = ["eval", "--checkpoint", str(path), "--protocol", "pascl_cifar10_lt", "--benchmark",
+            "cifar10"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "evaluates on benchmark 'cifar10_lt'" in err
+    assert "\n" not in err
+
+
+def test_list_protocols_prints_the_tables(capsys):
+    assert main(["list", "protocols"]) == 0
+    out = capsys.readouterr().out
+    assert "pascl_cifar10_lt" in out
+    assert "compare with: MOS Table 1" in out
+    assert "no published table found" in out  # PATT
