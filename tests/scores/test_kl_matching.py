@@ -79,21 +79,34 @@ def test_fitted_templates_and_scores_against_loops_and_scipy(template_labels):
     assert score.score(outputs(test_logits)).tolist() == pytest.approx(expected, rel=1e-5)
 
 
-def test_never_predicted_class_gets_a_floored_one_hot_template():
-    # Class 2 is never predicted: its template is e_2, and every template entry is floored
-    # at 1e-12, so KL(p ‖ e_2) = Σ_k p_k log(p_k / max(e_2k, 1e-12)) stays finite.
+def test_never_predicted_class_one_hot_template_floor_and_openood_inf():
+    # Class 2 is never predicted: its template is e_2. "floor" floors every template entry at
+    # 1e-12, so KL(p ‖ e_2) = Σ_k p_k log(p_k / max(e_2k, 1e-12)) is finite — and smallest
+    # for the first test sample, confidently predicted as class 2. "inf" (OpenOOD, scipy's
+    # entropy) gives e_2 the exact +∞, so that sample is scored by the other templates.
+    from scipy.stats import entropy
+
     train = torch.tensor([[3.0, 0.0, -1.0], [0.0, 2.0, 1.0], [2.0, 1.0, 0.0]])
-    score = KLMatching().fit(outputs(train))
     templates = loop_templates(train, train.argmax(1), 3)
     np.testing.assert_array_equal(templates[2], [0.0, 0.0, 1.0])
-    np.testing.assert_allclose(score.templates_.numpy(), templates)
     test = torch.tensor([[-5.0, -5.0, 9.0], [1.0, 0.0, 0.0]])
     probs = torch.softmax(test.double(), 1).numpy()
+
+    floor = KLMatching(zero_template="floor").fit(outputs(train))
+    np.testing.assert_allclose(floor.templates_.numpy(), templates)
     floored = np.maximum(templates, 1e-12)
-    expected = [min(np.sum(p * np.log(p / d)) for d in floored) for p in probs]
-    got = score.score(outputs(test))
-    assert torch.isfinite(got).all()
-    assert got.tolist() == pytest.approx(expected, rel=1e-6)
+    expected_floor = [min(np.sum(p * np.log(p / d)) for d in floored) for p in probs]
+    got_floor = floor.score(outputs(test))
+    assert torch.isfinite(got_floor).all()
+    assert got_floor.tolist() == pytest.approx(expected_floor, rel=1e-6)
+
+    openood = KLMatching().fit(outputs(train))
+    assert openood.zero_template == "inf"
+    expected_inf = [min(entropy(p, d) for d in templates) for p in probs]  # scipy: inf at e_2
+    assert np.isinf(entropy(probs[0], templates[2]))
+    got_inf = openood.score(outputs(test))
+    assert got_inf.tolist() == pytest.approx(expected_inf, rel=1e-6)
+    assert got_inf[0] > 10 * got_floor[0]  # the floored e_2 matched the first sample
 
 
 def test_sign_near_template_scores_lower_than_flat():

@@ -170,9 +170,9 @@ def test_class_matches_function_and_is_registered(toy):
     torch.testing.assert_close(score.score_inputs(toy.model, toy.x_ood), expected)
     assert SCORES.get("odin").needs == ("model", "input_grad")
     assert ODIN().get_params() == {"temperature": 1000.0, "epsilon": 0.0014, "input_std": None}
-    # OpenOOD's APS grid: T ∈ {1, 10, 100, 1000} × ε ∈ 0.0014·{1..7}.
+    # OpenOOD's APS grid (odin.yml): T ∈ {1, 10, 100, 1000} × ε ∈ {0.0014, 0.0028}.
     assert list(ODIN.search_space["temperature"]) == [1.0, 10.0, 100.0, 1000.0]
-    assert np.allclose(ODIN.search_space["epsilon"], 0.0014 * np.arange(1, 8))
+    assert np.allclose(ODIN.search_space["epsilon"], [0.0014, 0.0028])
 
 
 def test_every_hyperparameter_changes_the_scores(toy):
@@ -211,3 +211,72 @@ def test_every_hyperparameter_changes_the_scores(toy):
 def test_invalid_hyperparameters_raise(kwargs):
     with pytest.raises(ConfigError):
         ODIN(**kwargs)
+
+
+class TinyConv(nn.Module):
+    """A 3-channel conv net with ``features``/``head`` (the backbone contract)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.fc = nn.Linear(8, 5)
+
+    def features(self, x):
+        return torch.relu(self.conv(x)).mean((2, 3))
+
+    def head(self, z):
+        return self.fc(z)
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+def openood_odin_transcription(net, x_normalised, std, temperature, noise):
+    """OpenOOD v1.5 ``ODINPostprocessor.postprocess``, re-typed: the network reads normalised
+    inputs; the sign of the gradient of the batch-mean CE is divided per channel by the
+    dataset std, the normalised input moves by ``−noise`` times it, and the confidence is the
+    max softmax of the perturbed logits at temperature T (higher = more ID)."""
+    data = x_normalised.clone().requires_grad_(True)
+    output = net(data)
+    labels = output.detach().argmax(axis=1)
+    loss = nn.CrossEntropyLoss()(output / temperature, labels)
+    loss.backward()
+    gradient = torch.ge(data.grad.detach(), 0)
+    gradient = (gradient.float() - 0.5) * 2
+    for c in range(3):
+        gradient[:, c] = gradient[:, c] / std[c]
+    temp_inputs = torch.add(data.detach(), gradient, alpha=-noise)
+    with torch.no_grad():
+        out = net(temp_inputs) / temperature
+    return torch.softmax(out, dim=1).max(dim=1).values
+
+
+@pytest.mark.parametrize(("temperature", "noise"), [(1.0, 0.0014), (10.0, 0.0028), (1.0, 0.05)])
+def test_odin_on_pixel_inputs_of_a_self_normalising_model_is_openoods_odin(temperature, noise):
+    """oodlab feeds [0, 1] images to a model that normalises inside; OpenOOD feeds normalised
+    images to the bare network and divides its step by the std. The two are the same score:
+    no division is needed (or wanted) in oodlab for a model that normalises itself."""
+    from oodlab.models.heads import WithHeads
+
+    mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+    bare = TinyConv().eval()
+    model = WithHeads(bare, mean=mean, std=std).eval()
+    pixels = torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    normalised = (pixels - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    expected = openood_odin_transcription(bare, normalised, std, temperature, noise)
+    got = odin(model, pixels, temperature, noise)
+    torch.testing.assert_close(got, -expected, rtol=1e-5, atol=1e-6)
+    # Dividing by the model's own std again is a different (larger) step.
+    twice = odin(model, pixels, temperature, noise, input_std=std)
+    assert (twice + expected).abs().max() > 10 * (got + expected).abs().max()
+
+
+def test_odin_grid_is_openoods_and_iodin_grid_is_the_ascood_forks():
+    from oodlab.scores.iodin import IODIN
+
+    assert ODIN.search_space == {
+        "temperature": (1.0, 10.0, 100.0, 1000.0),
+        "epsilon": (0.0014, 0.0028),
+    }
+    assert IODIN.search_space["epsilon"] == tuple(round(0.0014 * k, 4) for k in range(1, 8))

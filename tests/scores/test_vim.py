@@ -96,3 +96,18 @@ def test_invalid_dim_raises(dim):
 def test_not_fitted(problem):
     with pytest.raises(NotFittedError):
         ViM().score(problem[1])
+
+
+def test_tuning_grid_adapts_to_the_feature_dimension(toy):
+    from oodlab.eval.tuning import tune_score
+    from oodlab.scores.vim import ViM, vim_grid
+
+    assert vim_grid(2048) == (256, 1000)  # OpenOOD's grid where it fits
+    assert vim_grid(512) == (64, 128, 256, 384)  # 1000 would clip to 511
+    assert vim_grid(12) == (1, 3, 6, 9)
+    assert ViM().grid(None) == {"dim": (256, 1000)}
+    assert ViM().grid(toy.train) == {"dim": (1, 3, 6, 9)}
+    _, tuning = tune_score(ViM(), "vim", toy.train, None, toy.id, toy.ood)
+    assert [t["params"]["dim"] for t in tuning["trials"]] == [1, 3, 6, 9]
+    low, high = (ViM(dim=d).fit(toy.train).score(toy.ood) for d in (1, 9))
+    assert not torch.equal(low, high)  # the grid's values give different scores

@@ -77,10 +77,9 @@ def tune_score(
     ood_val: Outputs,
 ) -> tuple[Score, dict[str, Any]]:
     """``score`` with the grid point of best validation AUROC, and every trial."""
-    keys = list(score.search_space)
-    candidates = [
-        dict(zip(keys, values)) for values in itertools.product(*score.search_space.values())
-    ]
+    grid = score.grid(train)
+    keys = list(grid)
+    candidates = [dict(zip(keys, values)) for values in itertools.product(*grid.values())]
     trials = []
     for params in candidates:
         candidate = fit_score(score.with_params(**params), name, train, aux)

@@ -19,10 +19,13 @@ from torch import Tensor, nn
 from oodlab.errors import ConfigError, DataError
 from oodlab.scores.base import InputGradientScore, require_positive
 
-#: OpenOOD's APS grid of ODIN and i-ODIN (synthesis_and_mos.md §1.7 and §4.2; the ASCOOD
-#: fork's ``iodin.yml``): ``T ∈ {1, 10, 100, 1000}`` × ``ε ∈ 0.0014 · {1, …, 7}``.
+#: OpenOOD v1.5's ODIN grid (``configs/postprocessors/odin.yml``, synthesis_and_mos.md §2.2
+#: of peers.md): ``T ∈ {1, 10, 100, 1000}`` × ``ε ∈ {0.0014, 0.0028}``.
 TEMPERATURE_GRID = (1.0, 10.0, 100.0, 1000.0)
-EPSILON_GRID = (0.0014, 0.0028, 0.0042, 0.0056, 0.0070, 0.0084, 0.0098)
+EPSILON_GRID = (0.0014, 0.0028)
+#: The ASCOOD fork's i-ODIN grid (its ``iodin.yml``, synthesis_and_mos.md §1.7): the same
+#: temperatures × ``ε ∈ 0.0014 · {1, …, 7}``; OpenOOD itself has no i-ODIN.
+ASCOOD_EPSILON_GRID = (0.0014, 0.0028, 0.0042, 0.0056, 0.0070, 0.0084, 0.0098)
 
 
 def validate_input_std(input_std: Sequence[float] | None) -> tuple[float, ...] | None:
@@ -106,9 +109,10 @@ class SignPerturbationScore(InputGradientScore):
     Args:
         temperature: softmax temperature ``T > 0`` (OpenOOD default 1000).
         epsilon: step size ``ε ≥ 0`` (OpenOOD default 0.0014).
-        input_std: per-channel normalisation std ``σ`` the step is divided by, so that ``ε``
-            is measured in un-normalised pixel units (OpenOOD); ``None`` divides by nothing,
-            so ``ε`` is measured in the model's input units (the MOS repository's ODIN).
+        input_std: per-channel std ``σ`` of a normalisation applied *before* the model; the
+            step is divided by it so that ``ε`` stays in pixel units (OpenOOD). ``None``
+            divides by nothing: ``ε`` in the model's input units, which are pixels for
+            oodlab's ``[0, 1]`` inputs (the model normalises inside), i.e. OpenOOD's step.
     """
 
     search_space: ClassVar[dict[str, Sequence[float]]] = {

@@ -57,6 +57,11 @@ class Score:
         """Per-sample OOD score ``(N,)``, higher = more OOD."""
         raise NotImplementedError
 
+    def grid(self, train: Outputs | None) -> dict[str, Sequence[Any]]:
+        """The grid tuning searches for this model: ``search_space``, unless a score adapts
+        it to the training outputs (ViM: to the feature dimension)."""
+        return dict(self.search_space)
+
     # -- fitted state as tensors ------------------------------------------------------
     def state_dict(self) -> dict[str, StateValue]:
         """The fitted state (trailing-underscore attributes) as plain tensors and scalars."""

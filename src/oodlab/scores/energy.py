@@ -22,9 +22,13 @@ def energy(logits: Tensor, temperature: float = 1.0) -> Tensor:
 
 @register_score("energy", needs=("logits",), paper="Liu et al., NeurIPS 2020, arXiv:2010.03496")
 class Energy(Score):
-    """Free energy with temperature ``T`` (paper default 1): :func:`energy`."""
+    """Free energy with temperature ``T`` (paper default 1): :func:`energy`.
 
-    search_space = {"temperature": (0.5, 1.0, 2.0, 5.0)}
+    ``search_space`` is OpenOOD v1.5's (``configs/postprocessors/ebo.yml``: ``T ∈ [1]``), so
+    tuning keeps the paper's ``T = 1``; pass another grid to ``with_params`` to search.
+    """
+
+    search_space = {"temperature": (1.0,)}
 
     def __init__(self, temperature: float = 1.0) -> None:
         require_positive("temperature", temperature)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from oodlab.scores._input_grad import (
+    ASCOOD_EPSILON_GRID,
+    TEMPERATURE_GRID,
     SignPerturbationScore,
     channel_std,
     max_softmax,
@@ -59,8 +62,10 @@ def iodin(
     Notes:
         ``input_std=None`` means no division, exactly as for
         :func:`~oodlab.scores.odin.odin`, so that i-ODIN's step is always ODIN's step masked
-        to one element. The official code has no "no std" mode: it divides by the dataset's
-        std, and by 0.5 for a dataset it does not know; pass ``(0.5,) * 3`` to mirror that.
+        to one element. The official code divides a step on the *normalised* input by the
+        dataset's std (0.5 for one it does not know), i.e. moves the pixel by ``ε``; oodlab's
+        inputs are the pixels (the model normalises inside), so the undivided step is the
+        official one (see :func:`~oodlab.scores.odin.odin`, "Units of ε").
         The gradient is that of the summed (not batch-mean) loss, as in ODIN; the argmax is
         unchanged by that scaling.
     """
@@ -76,13 +81,20 @@ def iodin(
     paper="Regmi, CVPR 2026, arXiv:2411.10794 (i-ODIN)",
 )
 class IODIN(SignPerturbationScore):
-    """i-ODIN (:func:`iodin`); defaults ``T = 1000``, ``ε = 0.0014`` and grid as OpenOOD's ODIN.
+    """i-ODIN (:func:`iodin`); defaults ``T = 1000``, ``ε = 0.0014`` (OpenOOD's ODIN); the
+    ``search_space`` is the ASCOOD fork's (``T ∈ {1, 10, 100, 1000}`` × 7 values of ``ε``),
+    whose parameter search produced its published i-ODIN numbers.
 
     Args:
         temperature: ``T > 0``.
         epsilon: ``ε ≥ 0``.
         input_std: per-channel std to divide the step by, or ``None`` (no division).
     """
+
+    search_space: ClassVar[dict[str, Sequence[float]]] = {
+        "temperature": TEMPERATURE_GRID,
+        "epsilon": ASCOOD_EPSILON_GRID,
+    }
 
     def score_inputs(self, model: nn.Module, x: Tensor) -> Tensor:
         return iodin(model, x, self.temperature, self.epsilon, self.input_std)

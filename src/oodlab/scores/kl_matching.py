@@ -12,11 +12,14 @@ from oodlab.scores._stream import row_chunks
 from oodlab.scores.base import Score, register_score
 from oodlab.types import Outputs
 
-#: Template entries are floored at this value before the logarithm (see :func:`kl_matching`).
+#: ``zero_template="floor"`` floors template entries at this value (see :func:`kl_matching`).
 TEMPLATE_FLOOR = 1e-12
 
 
-def kl_matching(logits: Tensor, templates: Tensor) -> Tensor:
+ZeroTemplate = Literal["inf", "floor"]
+
+
+def kl_matching(logits: Tensor, templates: Tensor, zero_template: ZeroTemplate = "inf") -> Tensor:
     """``min_c KL(p(x) ‖ d_c)`` for logits ``(N, C)`` and templates ``(K, C)``; higher = more OOD.
 
     ``p = softmax(f(x))``. All ``K`` divergences come from one matrix product,
@@ -29,26 +32,44 @@ def kl_matching(logits: Tensor, templates: Tensor) -> Tensor:
         synthesis_and_mos.md §4.6). The paper's score is ``−min_c KL`` (higher = more ID);
         oodlab returns ``min_c KL``.
 
+    Args:
+        logits: ``(N, C)``. templates: ``(K, C)`` class templates.
+        zero_template: a template entry ``d_ck = 0`` (the one-hot template of a class that
+            was never predicted) facing ``p_k > 0``: ``"inf"`` (default) gives that
+            template the exact divergence ``+∞``, so it never wins the minimum (OpenOOD's
+            KLM and scipy's ``entropy``); ``"floor"`` floors template entries at ``1e-12``
+            (oodlab before 0.2), which costs ``≈ 27.6·(1 − p_c)`` nats: finite, but *small*
+            for a sample predicted as that class with confidence, which the one-hot template
+            then matches — such samples score as ID where OpenOOD scores them by the other
+            templates.
+
     Notes:
-        Terms with ``p_k = 0`` are dropped (``0 log 0 = 0``), as in the paper and scipy.
-        Where a template has ``d_ck = 0`` (a one-hot template of a never-predicted class)
-        and ``p_k > 0``, the exact divergence is infinite and scipy returns ``inf``; oodlab
-        floors template entries at ``1e-12``, so such a template costs about
-        ``27.6 · (1 − p_c)`` nats instead: finite, still far larger than any matched
-        template, and the minimum over classes never becomes ``inf``.
+        Terms with ``p_k = 0`` are dropped (``0 log 0 = 0``), as in the paper and scipy. The
+        minimum is ``+∞`` only if every template has a zero facing a ``p_k > 0``, which needs
+        every class to be never predicted at fit time.
     """
     if templates.ndim != 2 or templates.shape[1] != logits.shape[1]:
         raise DataError(
             f"templates must be (K, {logits.shape[1]}) for {logits.shape[1]} logits, "
             f"got shape {tuple(templates.shape)}; fit the score on outputs of the same model"
         )
-    log_templates = templates.to(logits.device, torch.float64).clamp_min(TEMPLATE_FLOOR).log()
+    if zero_template not in ("inf", "floor"):
+        raise ConfigError(f"zero_template must be 'inf' or 'floor', got {zero_template!r}")
+    templates = templates.to(logits.device, torch.float64)
+    zero = templates <= 0
+    if zero_template == "floor":
+        log_templates = templates.clamp_min(TEMPLATE_FLOOR).log()  # (K, C)
+    else:  # zero entries left out here, their +inf added below
+        log_templates = torch.where(zero, 0.0, templates.clamp_min(TEMPLATE_FLOOR).log())
     out = []
     for block in row_chunks(logits):  # (rows, K) float64 at a time, not (N, K)
         log_p = torch.log_softmax(block.double(), dim=1)
         p = log_p.exp()
         neg_entropy = torch.where(p > 0, p * log_p, 0.0).sum(dim=1, keepdim=True)  # (n, 1)
         divergences = neg_entropy - p @ log_templates.T  # (n, K)
+        if zero_template == "inf":  # a zero template entry facing p_k > 0: KL = +inf
+            infinite = (p > 0).double() @ zero.double().T > 0
+            divergences = divergences.masked_fill(infinite, float("inf"))
         out.append(divergences.amin(dim=1).float())
     return torch.cat(out) if out else torch.zeros(0, device=logits.device)
 
@@ -82,6 +103,7 @@ class KLMatching(Score):
     """KL matching (:func:`kl_matching`) with one template per class, learned by ``fit``.
 
     Args:
+        zero_template: ``"inf"`` (OpenOOD) or ``"floor"``; see :func:`kl_matching`.
         template_labels: which samples define ``d_c``: ``"predicted"`` (default; OpenOOD's
             KLM and the paper: the fit samples whose *predicted* class is ``c``; a class never
             predicted gets the one-hot template) or ``"true"`` (the MOS repository: the fit
@@ -100,12 +122,19 @@ class KLMatching(Score):
         hyper-parameter in OpenOOD, hence no ``search_space``.
     """
 
-    def __init__(self, template_labels: Literal["predicted", "true"] = "predicted") -> None:
+    def __init__(
+        self,
+        template_labels: Literal["predicted", "true"] = "predicted",
+        zero_template: ZeroTemplate = "inf",
+    ) -> None:
         if template_labels not in ("predicted", "true"):
             raise ConfigError(
                 f"template_labels must be 'predicted' or 'true', got {template_labels!r}"
             )
+        if zero_template not in ("inf", "floor"):
+            raise ConfigError(f"zero_template must be 'inf' or 'floor', got {zero_template!r}")
         self.template_labels = template_labels
+        self.zero_template: ZeroTemplate = zero_template
 
     def fit(self, train: Outputs, *, aux: Outputs | None = None) -> KLMatching:
         if len(train) == 0:
@@ -126,4 +155,4 @@ class KLMatching(Score):
 
     def score(self, outputs: Outputs) -> Tensor:
         self._check_fitted("templates_")
-        return kl_matching(outputs.logits, self.templates_)
+        return kl_matching(outputs.logits, self.templates_, self.zero_template)

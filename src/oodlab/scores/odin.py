@@ -48,10 +48,19 @@ def odin(
         * The gradient is that of the *sum* of per-sample losses, so every sample gets its
           own gradient whatever the batch; OpenOOD and the official code differentiate the
           batch *mean*, which has the same sign except where ``1/N`` underflows to zero.
-        * OpenOOD divides the sign by the dataset's std (0.5 per channel for an unknown
-          dataset); the MOS repository does not divide (and ships ``ε = 0``). oodlab divides
-          only when ``input_std`` is given: pass ``(0.5,) * 3`` to mirror OpenOOD on an
-          unknown dataset.
+        * **Units of ε.** OpenOOD (and the ODIN code) perturb the *normalised* input
+          ``x_n = (x − m)/σ`` by ``ε·sign(g)/σ``, i.e. the image in pixel units by exactly
+          ``ε·sign(g)`` (0.5 for an unknown dataset is also the std its preprocessor then
+          normalises with, so the pixel step is ``ε`` there too). oodlab feeds models
+          images in ``[0, 1]`` and models normalise inside (``model.mean``/``model.std``,
+          :func:`oodlab.models.input_normalization`), so ``x`` here *is* the pixel image and
+          the undivided step ``ε·sign(∇_x)`` is OpenOOD's step, for every model (``sign``
+          of the pixel gradient = ``sign`` of the normalised-input gradient, ``σ > 0``).
+          Dividing by the model's own std would apply it twice (4× OpenOOD's step on CIFAR).
+          ``input_std`` is for inputs normalised *before* the model (a data pipeline of your
+          own): pass that std to keep ``ε`` in pixel units. Checked against a transcription
+          of OpenOOD's procedure in ``tests/scores/test_odin.py``. The MOS repository does
+          not divide (and ships ``ε = 0``).
     """
     std = channel_std(validate_input_std(input_std), x)
     grad = self_labelled_ce_gradient(model, x, temperature)
@@ -65,12 +74,15 @@ def odin(
     paper="Liang, Li & Srikant, ICLR 2018, arXiv:1706.02690",
 )
 class ODIN(SignPerturbationScore):
-    """ODIN (:func:`odin`) with OpenOOD's defaults ``T = 1000``, ``ε = 0.0014`` and APS grid.
+    """ODIN (:func:`odin`) with OpenOOD's defaults ``T = 1000``, ``ε = 0.0014`` and its APS
+    grid ``T ∈ {1, 10, 100, 1000}`` × ``ε ∈ {0.0014, 0.0028}`` (``odin.yml``).
 
     Args:
         temperature: ``T > 0``.
-        epsilon: ``ε ≥ 0`` (the MOS repository's baseline uses ``ε = 0``).
-        input_std: per-channel std to divide the step by (OpenOOD), or ``None`` (MOS repo).
+        epsilon: ``ε ≥ 0`` in pixel units (the MOS repository's baseline uses ``ε = 0``).
+        input_std: std of a normalisation applied to the inputs *before* the model, to keep
+            ``ε`` in pixel units; ``None`` (default) for oodlab's ``[0, 1]`` inputs, which
+            already gives OpenOOD's step (see :func:`odin`).
     """
 
     def score_inputs(self, model: nn.Module, x: Tensor) -> Tensor:

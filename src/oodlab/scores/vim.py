@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,6 +46,15 @@ def default_dim(feature_dim: int) -> int:
     return feature_dim // 2
 
 
+def vim_grid(feature_dim: int) -> tuple[int, ...]:
+    """ViM's tuning grid for ``D`` features: OpenOOD's (256, 1000) when ``D > 1001``, else
+    oodlab's ``D/8, D/4, D/2, 3D/4`` (distinct values in ``[1, D − 1]``)."""
+    if feature_dim > 1001:
+        return (256, 1000)
+    values = {feature_dim // 8, feature_dim // 4, feature_dim // 2, 3 * feature_dim // 4}
+    return tuple(sorted(v for v in values if 1 <= v <= feature_dim - 1))
+
+
 @register_score(
     "vim",
     needs=("features", "logits", "head_weight"),
@@ -62,9 +73,13 @@ class ViM(Score):
     subspace and the residual are those of the z-scored features, not of the raw ``h``.
 
     Args:
-        dim: principal-subspace dimension; ``None`` uses :func:`default_dim`. OpenOOD's grid
-            is {256, 1000}; a value of at least the feature dimension D is clipped to D − 1
-            (the residual needs at least one direction) with a warning.
+        dim: principal-subspace dimension; ``None`` uses :func:`default_dim`. A value of at
+            least the feature dimension D is clipped to D − 1 (the residual needs at least
+            one direction) with a warning.
+
+    Tuning (:meth:`grid`): OpenOOD's grid ``{256, 1000}`` when both fit (D > 1001); else
+    oodlab's ``{D/8, D/4, D/2, 3D/4}`` (OpenOOD's values would clip to D − 1 and leave
+    nothing to choose, e.g. 1000 on a 512-d ResNet-18; D/2 is the paper's default there).
 
     Reference:
         Wang et al., CVPR 2022, arXiv:2203.10807, Sec. 3.
@@ -76,6 +91,11 @@ class ViM(Score):
         if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or dim < 1):
             raise ConfigError(f"dim must be a positive integer or None, got {dim!r}")
         self.dim = dim
+
+    def grid(self, train: Outputs | None) -> dict[str, Sequence[Any]]:
+        if train is None:
+            return dict(self.search_space)
+        return {"dim": vim_grid(head_features(train).shape[1])}
 
     def fit(self, train: Outputs, *, aux: Outputs | None = None) -> ViM:
         weight, bias = require_head(train, "vim")
