@@ -107,7 +107,7 @@ def test_eval_tune_uses_the_benchmark_ood_val_or_fails_in_one_line(tmp_path, cap
     monkeypatch.setattr(oodlab.data, "build_benchmark", lambda *a, **k: no_aux)
     argv = ["eval", "--checkpoint", str(weights), "--model", "small_cnn", "--model-set",
             "width=0.25", "--normalize", "none", "--benchmark", "synthetic", "--scores",
-            "energy", "--tune",
+            "react", "--tune",
             "--device", "cpu", "--quiet", "--cache-dir", str(tmp_path / "cache"),
             "--out", str(tmp_path / "eval")]  # fmt: skip
     assert main(argv) == 2
@@ -121,6 +121,25 @@ def test_eval_tune_uses_the_benchmark_ood_val_or_fails_in_one_line(tmp_path, cap
     assert main(argv) == 0
     data = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert "(tune.ood_val synthetic-aux-0, 128 images)" in data["meta"]["tuning_rule"]
-    tuning = data["scores"]["energy"]["tuning"]
+    tuning = data["scores"]["react"]["tuning"]
     assert len(tuning["trials"]) > 1
-    assert tuning["selected"] == data["scores"]["energy"]["params"]
+    assert tuning["selected"] == data["scores"]["react"]["params"]
+
+
+def test_scores_zoo_lists_what_it_leaves_out_and_zoo_plus_names_adds_them():
+    from oodlab.eval.cli import resolve_scores, zoo_scores
+    from oodlab.scores import SCORES
+
+    gradient = {e.name for e in SCORES if "input_grad" in e.needs}
+    assert gradient == {"odin", "iodin", "mahalanobis_ensemble"}
+    scores, omitted = resolve_scores("zoo", ["msp"])
+    assert scores == zoo_scores()
+    assert set(omitted) == gradient
+    assert not gradient & set(scores)
+    assert "input gradients" in omitted["odin"]
+    assert "--scores zoo,odin" in omitted["odin"]
+    scores, omitted = resolve_scores("zoo,odin", ["msp"])
+    assert scores == [*zoo_scores(), "odin"]
+    assert set(omitted) == {"iodin", "mahalanobis_ensemble"}
+    assert resolve_scores("msp,odin", ["x"]) == (["msp", "odin"], {})
+    assert resolve_scores("default", ["bin_disc", "msp"]) == (["bin_disc", "msp"], {})

@@ -181,16 +181,22 @@ def test_saved_file_is_readable_by_plain_safetensors(data, tmp_path):
     assert meta["state"] == {"k_": 3}
 
 
-def test_odin_takes_the_model_normalisation_as_its_input_std(data, tmp_path):
+def test_odin_on_a_self_normalising_model_steps_in_pixel_units(data, tmp_path):
+    """The model normalises inside and the detector feeds it pixels, so ODIN's step is not
+    divided by the model's std (that would apply it twice; OpenOOD's step on normalised
+    inputs divided by the std is the same pixel step, tests/scores/test_odin.py)."""
     from oodlab.models import attach_heads
     from oodlab.models.small_cnn import SmallCNN
+    from oodlab.scores.odin import odin
 
     backbone = SmallCNN(num_classes=4, in_channels=1, width=0.25, norm="none")
-    model = attach_heads(backbone, 4, mean=[0.5], std=[0.25])
+    model = attach_heads(backbone, 4, mean=[0.5], std=[0.25]).eval()
     detector = oodlab.Detector(model, "odin").fit(data["train"])
-    assert detector.score.input_std == (0.25,)
+    assert detector.score.input_std is None
     assert detector.normalization == oodlab.detector.Normalization((0.5,), (0.25,))
+    x = data["test"][:8]
+    torch.testing.assert_close(detector(x), odin(model, x, 1000.0, 0.0014))
     detector.calibrate(data["val"])
     loaded = oodlab.Detector.load(detector.save(tmp_path / "odin.safetensors"), model)
-    assert loaded.score.input_std == (0.25,)
+    assert loaded.score.input_std is None
     torch.testing.assert_close(loaded(data["test"]), detector(data["test"]))

@@ -62,7 +62,7 @@ def run_bench(
     ``summary.tex`` in the column ``layout`` of :data:`oodlab.bench_latex.LAYOUTS`)."""
     from oodlab.data import build_benchmark
     from oodlab.data.class_names import class_names
-    from oodlab.eval.cli import zoo_scores
+    from oodlab.eval.cli import zoo_omitted, zoo_scores
     from oodlab.eval.evaluate import evaluate
     from oodlab.eval.extract import ExtractConfig
     from oodlab.eval.report import write_report
@@ -113,6 +113,7 @@ def run_bench(
                         quiet=quiet,
                     ),
                     skip_unavailable=True,
+                    omitted=zoo_omitted(),
                 )
                 # per-score figure folders for the method's own score and the highlighted ones
                 shown = [method.default_score, *preset.highlight]

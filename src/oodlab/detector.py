@@ -69,9 +69,10 @@ class Detector:
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
         normalization: the per-channel ``(mean, std)`` the model applies to its inputs.
             Default: :func:`oodlab.models.input_normalization` (oodlab models take images in
-            ``[0, 1]`` and normalise inside). ODIN / i-ODIN divide their input step by its std
-            (their ``input_std``, as OpenOOD does); the file records it. Images given to the
-            detector are always what the model itself takes.
+            ``[0, 1]`` and normalise inside); the file records it. Images given to the
+            detector are always what the model itself takes: pixels, so ODIN / i-ODIN's
+            undivided step is already OpenOOD's (which divides a step on *normalised* inputs
+            by the std; :func:`oodlab.scores.odin.odin`, "Units of ε").
         **params: the score's hyper-parameters (only with a score name).
     """
 
@@ -111,8 +112,6 @@ class Detector:
         group_sizes = getattr(self.model, "group_sizes", None)
         if "group_sizes" in names and group_sizes is not None:
             filled.setdefault("group_sizes", list(group_sizes))
-        if "input_std" in names and self.normalization is not None:
-            filled.setdefault("input_std", list(self.normalization.std))
         return filled
 
     # -- fitting -----------------------------------------------------------------------

@@ -82,3 +82,55 @@ def test_a_model_without_the_attribute_gets_the_official_tau(toy, tmp_path):
     result = _evaluate(toy, tmp_path, ["ada_energy"])
     assert result.scores["ada_energy"].params["trained_tau"] == 0.0
     assert "without logit adjustment" in result.scores["ada_energy"].note
+
+
+def test_odin_is_tuned_like_every_other_score_one_pass_per_candidate(toy, tmp_path):
+    """With ``tune``, ODIN searches OpenOOD's T × ε grid by validation AUROC; each trial's
+    AUROC is that of ODIN run directly on the validation inputs."""
+    from sklearn.metrics import roc_auc_score
+
+    from oodlab.eval.tuning import TuneConfig, split_id_test
+    from oodlab.scores.odin import ODIN, odin
+
+    ood = {"far": TensorDataset(toy.x_ood, torch.full((len(toy.x_ood),), -1))}
+    ood_val = TensorDataset(toy.x_ood[:30] * 0.5, torch.full((30,), -1))
+    result = evaluate(
+        toy.model, TensorDataset(toy.x_id, toy.y_id), ood, ["odin"],
+        extract_config=ExtractConfig(
+            batch_size=32, device="cpu", cache_dir=tmp_path / "cache", quiet=True
+        ),
+        tune=TuneConfig(val_fraction=0.25, seed=1, ood_val=ood_val),
+    )  # fmt: skip
+    tuning = result.scores["odin"].tuning
+    assert len(tuning["trials"]) == len(ODIN.search_space["temperature"]) * 2
+    _, val_index = split_id_test(len(toy.x_id), 0.25, 1)
+    x_val = toy.x_id[val_index]
+    for trial in tuning["trials"][:3]:
+        t, e = trial["params"]["temperature"], trial["params"]["epsilon"]
+        s_id, s_ood = odin(toy.model, x_val, t, e), odin(toy.model, toy.x_ood[:30] * 0.5, t, e)
+        labels = np.r_[np.zeros(len(s_id)), np.ones(len(s_ood))]
+        expected = roc_auc_score(labels, np.r_[s_id.numpy(), s_ood.numpy()])
+        assert trial["val_auroc"] == pytest.approx(expected)
+    best = max(t["val_auroc"] for t in tuning["trials"])
+    first_best = next(t for t in tuning["trials"] if t["val_auroc"] == best)
+    assert tuning["selected"] == first_best["params"]
+    assert result.scores["odin"].params["temperature"] == first_best["params"]["temperature"]
+
+
+def test_omitted_scores_are_recorded_in_the_results(toy, tmp_path):
+    from oodlab.eval.cli import zoo_omitted
+
+    result = evaluate(
+        toy.model, TensorDataset(toy.x_id, toy.y_id),
+        {"far": TensorDataset(toy.x_ood, torch.full((len(toy.x_ood),), -1))}, ["msp", "odin"],
+        extract_config=ExtractConfig(
+            batch_size=32, device="cpu", cache_dir=tmp_path / "cache", quiet=True
+        ),
+        omitted=zoo_omitted(), out_dir=tmp_path / "eval2", plots=False,
+    )  # fmt: skip
+    # odin ran, so only the other two are listed as left out.
+    assert set(result.omitted) == {"iodin", "mahalanobis_ensemble"}
+    assert set(result.to_dict()["omitted"]) == {"iodin", "mahalanobis_ensemble"}
+    report = (tmp_path / "eval2" / "results.md").read_text()
+    assert "## Left out (not run)" in report
+    assert "- iodin: needs input gradients" in report

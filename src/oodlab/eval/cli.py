@@ -74,6 +74,37 @@ def zoo_scores(*, gradients: bool = False) -> list[str]:
     return [e.name for e in SCORES if gradients or "input_grad" not in e.needs]
 
 
+def zoo_omitted() -> dict[str, str]:
+    """The scores ``--scores zoo`` leaves out, and why (recorded in the results)."""
+    from oodlab.scores import SCORES
+
+    return {
+        e.name: "needs input gradients (a network pass per batch, one more per tuning "
+        f"candidate), so the zoo leaves it out; name it in --scores (e.g. --scores zoo,{e.name})"
+        for e in SCORES
+        if "input_grad" in e.needs
+    }
+
+
+def resolve_scores(text: str, default: list[str]) -> tuple[list[Any], dict[str, str]]:
+    """``--scores``: the score specs, and what ``zoo`` left out and why.
+
+    ``default``: the run's own scores; ``zoo``: every score but the input-gradient ones;
+    ``zoo,odin``: the zoo plus the named scores; otherwise the names (and parameters) given.
+    """
+    from oodlab.scores._spec import spec_name
+
+    if text == "default":
+        return parse_score_list(",".join(default)), {}
+    specs = parse_score_list(text)
+    if ZOO not in [spec_name(s) for s in specs]:
+        return specs, {}
+    extra = [s for s in specs if spec_name(s) != ZOO]
+    named = {spec_name(s) for s in extra}
+    scores = [*(n for n in zoo_scores() if n not in named), *extra]
+    return scores, {k: v for k, v in zoo_omitted().items() if k not in named}
+
+
 def tune_config(benchmark: Benchmark, seed: int) -> TuneConfig:
     """``--tune``'s :class:`TuneConfig`: the benchmark's OOD validation set, else (inside
     ``evaluate``) its auxiliary outliers; a one-line error when it has neither."""
@@ -95,16 +126,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from oodlab.eval.extract import ExtractConfig
 
     model, benchmark, default_scores, out = _load(args)
-    if args.scores == ZOO:
-        scores: list[Any] = zoo_scores()
-    elif args.scores == "default":
-        if args.protocol:  # the paper's own score(s) and hyper-parameters
-            from oodlab.eval.protocols import get_protocol
+    if args.scores == "default" and args.protocol:  # the paper's own score(s) and parameters
+        from oodlab.eval.protocols import get_protocol
 
-            default_scores = list(get_protocol(args.protocol).scores)
-        scores = parse_score_list(",".join(default_scores))
-    else:
-        scores = parse_score_list(args.scores)
+        default_scores = list(get_protocol(args.protocol).scores)
+    scores, omitted = resolve_scores(args.scores, default_scores)
     result = evaluate(
         model,
         benchmark.test,
@@ -125,7 +151,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             quiet=args.quiet,
         ),
         tune=tune_config(benchmark, args.seed) if args.tune else None,
-        skip_unavailable=args.scores == ZOO,
+        skip_unavailable=ZOO in parse_score_list(args.scores),
+        omitted=omitted,
         out_dir=out,
     )
     from oodlab.eval.report import results_markdown

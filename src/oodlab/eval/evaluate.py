@@ -13,6 +13,7 @@ Hyper-parameters of scores with a ``search_space`` can be tuned from the cache
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 import oodlab
@@ -31,7 +32,14 @@ from oodlab.errors import ConfigError, DataError
 from oodlab.eval import metrics
 from oodlab.eval.bootstrap import BootstrapConfig, bootstrap_intervals
 from oodlab.eval.extract import ExtractConfig, extract, model_fingerprint, resolve_device
-from oodlab.eval.tuning import TUNING_RULE, TuneConfig, fit_score, split_id_test, tune_score
+from oodlab.eval.tuning import (
+    TUNING_RULE,
+    TuneConfig,
+    fit_score,
+    split_id_test,
+    tune_input_score,
+    tune_score,
+)
 from oodlab.scores import SCORES, InputGradientScore, Score
 from oodlab.types import Outputs
 
@@ -79,6 +87,7 @@ class EvalResult:
     far: tuple[str, ...]
     meta: dict[str, Any]
     skipped: dict[str, str] = field(default_factory=dict)
+    omitted: dict[str, str] = field(default_factory=dict)
     raw: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
     per_class_flagged: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     classes: list[dict[str, Any]] = field(default_factory=list, repr=False)
@@ -106,6 +115,7 @@ class EvalResult:
                 for name, r in self.scores.items()
             },
             "skipped": self.skipped,
+            "omitted": self.omitted,
             "per_class_flagged": {k: v.tolist() for k, v in self.per_class_flagged.items()},
             "classes": self.classes,
         }
@@ -180,6 +190,7 @@ def evaluate(
     extract_config: ExtractConfig | None = None,
     tune: TuneConfig | None = None,
     skip_unavailable: bool = False,
+    omitted: Mapping[str, str] | None = None,
     out_dir: str | Path | None = None,
     plots: bool = True,
     bootstrap: BootstrapConfig | None = None,
@@ -203,6 +214,8 @@ def evaluate(
         tune: tune every score that has a search space, on a validation split (see module doc).
         skip_unavailable: skip (and record why) scores whose needs these outputs cannot meet,
             instead of raising; used for the "whole zoo" evaluation.
+        omitted: scores the caller left out on purpose, and why (the zoo's input-gradient
+            scores, :func:`oodlab.eval.cli.zoo_omitted`); recorded in the results.
         out_dir: if given, write results.json / .csv / .md and figures there.
         plots: draw the score histograms and ROC curves when ``out_dir`` is given.
         bootstrap: replicates and seed of the 95% intervals of AUROC and FPR95 per set and
@@ -249,6 +262,7 @@ def evaluate(
 
     id_index = torch.arange(len(id_out))
     val_out: tuple[Outputs, Outputs] | None = None
+    val_sets: tuple[Dataset[Any], Dataset[Any]] | None = None  # for input-gradient scores
     tuning_rule = None
     if tune is not None:
         id_index, val_index = split_id_test(len(id_out), tune.val_fraction, tune.seed)
@@ -261,6 +275,8 @@ def evaluate(
         which += f" {label}" if isinstance(label, str) else ""
         tuning_rule = TUNING_RULE.format(tune.val_fraction, f"{which}, {len(ood_val)} images")
         val_out = (id_out.subset(val_index), ood_val)
+        if source is not None:
+            val_sets = (Subset(id_test, val_index.tolist()), source)
         id_out = id_out.subset(id_index)
 
     results: dict[str, ScoreResult] = {}
@@ -286,6 +302,20 @@ def evaluate(
                 fit_inputs(model.to(device), _input_batches(train, config, device))
             else:
                 score = fit_score(score, name, train_out, aux_out)
+            if (
+                val_sets is not None
+                and score.search_space
+                and isinstance(score, InputGradientScore)
+            ):
+                score, tuning = tune_input_score(
+                    score,
+                    name,
+                    functools.partial(
+                        _score_candidate, model=model, config=config, device=device, name=name
+                    ),
+                    *val_sets,
+                    quiet=config.quiet,
+                )
             if isinstance(score, InputGradientScore):
                 id_scores = _score_inputs(score, model, id_test, config, device, name)[id_index]
                 set_scores = {
@@ -354,6 +384,7 @@ def evaluate(
             "tuning_rule": tuning_rule,
         },
         skipped=skipped,
+        omitted={k: v for k, v in (omitted or {}).items() if k not in results},
         raw=raw,
         per_class_flagged=_flagged_per_class(raw, id_out.labels.numpy(), num_classes),
         classes=class_table(num_classes, class_names, class_counts),
@@ -395,6 +426,20 @@ def _input_batches(
     loader = DataLoader(dataset, batch_size=config.batch_size, num_workers=config.num_workers)
     for batch in tqdm(loader, desc="fit (inputs)", disable=config.quiet, leave=False):
         yield batch[0].to(device), torch.as_tensor(batch[1])
+
+
+def _score_candidate(
+    score: Score,
+    dataset: Dataset[Any],
+    *,
+    model: nn.Module,
+    config: ExtractConfig,
+    device: torch.device,
+    name: str,
+) -> Tensor:
+    """One tuning candidate of an input-gradient score on one validation set."""
+    assert isinstance(score, InputGradientScore)  # candidates are of the tuned score's type
+    return _score_inputs(score, model, dataset, config, device, f"{name} (tuning)")
 
 
 def _score_inputs(

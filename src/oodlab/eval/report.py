@@ -98,6 +98,9 @@ def results_markdown(result: EvalResult) -> str:
     if result.skipped:
         parts += ["", "## Skipped scores", ""]
         parts += [f"- {name}: {why}" for name, why in result.skipped.items()]
+    if result.omitted:
+        parts += ["", "## Left out (not run)", ""]
+        parts += [f"- {name}: {why}" for name, why in result.omitted.items()]
     return "\n".join(parts) + "\n"
 
 

@@ -1,6 +1,8 @@
-"""Tuning score hyper-parameters from cached outputs (no network re-run).
+"""Tuning score hyper-parameters on a validation split (from the cache where possible).
 
-Scores with a ``search_space`` are tuned from the cache. Selection rule (OpenOOD v1.5's
+Scores with a ``search_space`` are tuned from the cache; scores that need input gradients
+(ODIN, i-ODIN, the Mahalanobis ensemble) are tuned the same way with one network pass over the
+two validation sets per candidate (:func:`tune_input_score`). Selection rule (OpenOOD v1.5's
 APS): the candidate with the highest AUROC on a validation pair — a seeded ``val_fraction``
 of the ID test set, which is then removed from the ID test set, against the OOD validation
 set (``TuneConfig.ood_val`` — ``oodlab eval --tune`` passes the benchmark's ``ood_val`` —
@@ -12,12 +14,14 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
+from tqdm.auto import tqdm
 
 from oodlab.errors import ConfigError, DataError
 from oodlab.eval import metrics
@@ -87,3 +91,37 @@ def tune_score(
         trials.append({"params": params, "val_auroc": auroc})
     best = max(range(len(trials)), key=lambda i: (trials[i]["val_auroc"], -i))
     return score.with_params(**candidates[best]), {"selected": candidates[best], "trials": trials}
+
+
+def tune_input_score(
+    score: Score,
+    name: str,
+    run: Callable[[Score, Any], Tensor],
+    id_val: Any,
+    ood_val: Any,
+    quiet: bool = False,
+) -> tuple[Score, dict[str, Any]]:
+    """``score`` (an input-gradient score, already fitted if it needs it) with the grid point
+    of best validation AUROC, and every trial: the same rule as :func:`tune_score`.
+
+    ``run(candidate, dataset)`` scores a dataset with a candidate (one network pass). The
+    candidates share the fitted state of ``score`` (:meth:`Score.state_dict`; the grids
+    change only how inputs are perturbed, not what is fitted).
+    """
+    grid = score.grid(None)
+    keys = list(grid)
+    candidates = [dict(zip(keys, values)) for values in itertools.product(*grid.values())]
+    state = score.state_dict()
+
+    def build(params: dict[str, Any]) -> Score:
+        candidate = score.with_params(**params)
+        return candidate.load_state_dict(state) if state else candidate
+
+    trials = []
+    desc = f"tuning {name}: {len(candidates)} candidates, one network pass each"
+    for params in tqdm(candidates, desc=desc, disable=quiet, leave=False):
+        candidate = build(params)
+        auroc = metrics.auroc(run(candidate, id_val), run(candidate, ood_val))
+        trials.append({"params": params, "val_auroc": auroc})
+    best = max(range(len(trials)), key=lambda i: (trials[i]["val_auroc"], -i))
+    return build(candidates[best]), {"selected": candidates[best], "trials": trials}

@@ -4,8 +4,9 @@ oodlab feeds every model images in ``[0, 1]``; a model that was trained on norma
 ``(x − mean) / std`` carries ``mean`` and ``std`` as buffers (:class:`~oodlab.models.heads.
 WithHeads`), so training, evaluation and the input-gradient scores agree. The public contract
 is :func:`input_normalization`: the per-channel ``(mean, std)`` a model applies, or ``None``
-when it applies none (or does not say). ODIN / i-ODIN divide their input step by that ``std``
-as OpenOOD does (synthesis_and_mos.md §1.4: "σ_ch is the per-channel normalization std").
+when it applies none (or does not say). ODIN / i-ODIN do *not* divide their step by it: they
+perturb the ``[0, 1]`` pixels the model receives, which is what OpenOOD's division of a step on
+normalised inputs by ``σ_ch`` amounts to (:func:`oodlab.scores.odin.odin`, "Units of ε").
 
 A model may declare its own by defining ``input_normalization() -> (mean, std) | None``;
 otherwise tensor ``mean`` / ``std`` attributes (buffers) are read, and wrappers that hold one
