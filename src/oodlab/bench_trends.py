@@ -93,6 +93,13 @@ TRENDS: tuple[Trend, ...] = (
         )
         for name, method, score in (("ImOOD", "imood", "bin_disc"), ("PATT", "patt", "patt_energy"))
     ),
+    Trend(
+        "PATT's feature calibration improves the energy of the PATT model",
+        ("patt", "patt_energy"),
+        ("patt", "energy"),
+        _OOD_AUPR,
+        "PATT ablation (feature calibration on/off); oodlab's default weighting (balance: prior)",
+    ),
 )
 
 

@@ -169,3 +169,98 @@ def test_a_step_yields_c_p_r_outliers_near_their_class_boundary():
     # Class-major order: each class's outliers lie near that class's queue.
     near = torch.cdist(out, centres).argmin(1)
     assert near.tolist() == [0] * 12 + [1] * 12
+
+
+# -- the official code's behaviours, reproduced on request (transcriptions use faiss) -------
+
+
+def official_distance_selection(target: torch.Tensor, bank: np.ndarray, k: int, keep: int, s: int):
+    """Re-typed ``KNN_dis_search_distance`` of the official code (training_from_scratch/
+    KNN.py): normalise the P·S stacked candidates, k-th distance from a faiss flat index,
+    ``view(length, -1)``, top-``keep`` down dim 0, then ``i*length + minD_idx[:, i]``."""
+    import faiss
+
+    index = faiss.IndexFlatL2(bank.shape[1])
+    index.add(bank.astype(np.float32))
+    normed = target / torch.norm(target, p=2, dim=1, keepdim=True)
+    distance, _ = index.search(normed.numpy().astype(np.float32), k)
+    k_th = torch.from_numpy(distance[:, -1]).view(s, -1)
+    _, min_idx = torch.topk(k_th, keep, dim=0)
+    min_idx = min_idx.squeeze()
+    rows = torch.cat([i * s + min_idx[:, i] for i in range(min_idx.shape[1])])
+    return target[rows]
+
+
+def test_official_rejection_ranks_in_one_layout_and_returns_the_other():
+    g = torch.Generator().manual_seed(5)
+    bank = torch.nn.functional.normalize(torch.randn(30, 4, generator=g), dim=1)
+    anchors = torch.randn(3, 4, generator=g)  # P = 3 boundary points
+    noise = torch.randn(8, 4, generator=g)  # S = 8
+    candidates = gaussian_candidates(anchors, noise, 0.5)  # (3, 8, 4), block layout p·S + s
+    expected = official_distance_selection(candidates.reshape(-1, 4), bank.numpy(), 5, 2, 8)
+    got = reject_farthest(candidates, bank, 5, 2, "official")
+    torch.testing.assert_close(got.reshape(-1, 4), expected, rtol=1e-6, atol=1e-6)
+    # topk keeps each point's own 2 farthest (by brute force), which differs here.
+    topk = reject_farthest(candidates, bank, 5, 2, "topk")
+    for p in range(3):
+        flat = _unit(candidates[p].numpy())
+        own = np.argsort(-_brute_kth(bank.numpy(), flat, 5), kind="stable")[:2]
+        np.testing.assert_allclose(topk[p].numpy(), candidates[p, own].numpy())
+    assert not torch.allclose(topk, got)
+    # With P = 1 the two layouts coincide (the official code would crash for R > 1).
+    one = candidates[:1]
+    torch.testing.assert_close(
+        reject_farthest(one, bank, 5, 3, "official"), reject_farthest(one, bank, 5, 3, "topk")
+    )
+
+
+def test_official_reset_rows_pick_zero_rows_first_as_faiss_does():
+    """After the code's per-epoch re-zeroing, zero rows normalise to NaN: faiss never returns
+    them as neighbours and gives them +inf as queries, so they lead the boundary set; their
+    candidates are σ·ε. Checked against faiss on the NaN-normalised queue."""
+    import faiss
+
+    g = torch.Generator().manual_seed(7)
+    queue = torch.randn(20, 4, generator=g)
+    queue[:3] = 0  # 3 re-zeroed rows (fewer than select: the boundary set is then fixed)
+    with np.errstate(invalid="ignore"):
+        normed = (queue / torch.norm(queue, dim=1, keepdim=True)).numpy().astype(np.float32)
+    index = faiss.IndexFlatL2(4)
+    index.add(normed)
+    distance, _ = index.search(normed, 4)
+    k_th = torch.from_numpy(distance[:, -1].copy())
+    official = set(torch.topk(k_th, 6).indices.tolist())
+    bank = torch.nn.functional.normalize(queue, dim=-1)
+    valid = (queue != 0).any(-1)
+    got = select_boundary(bank, 4, 6, valid)
+    assert set(got.tolist()) == official
+    assert set(got[:3].tolist()) == {0, 1, 2}
+    # "origin" (oodlab's default): zero rows sit at the origin and are never boundary points.
+    assert not {0, 1, 2} & set(select_boundary(bank, 4, 6).tolist())
+    # Candidates of a zero row's boundary point: kth distances against faiss on the NaN bank.
+    cand = 0.1 * torch.randn(5, 4, generator=g)
+    expected, _ = index.search((cand / cand.norm(dim=1, keepdim=True)).numpy(), 4)
+    got_d = kth_sqdist(bank, torch.nn.functional.normalize(cand, dim=-1), 4, valid)
+    np.testing.assert_allclose(got_d.numpy(), expected[:, -1], rtol=1e-5, atol=1e-6)
+
+
+def test_synthesizer_passes_the_official_options_through():
+    torch.manual_seed(0)
+    feats, labels = torch.randn(40, 4), torch.arange(2).repeat(20)
+    kwargs = {"queue_size": 20, "noise_samples": 6, "select": 5, "pick": 2, "keep": 2, "k": 3}
+    runs = {}
+    for rejection in ("topk", "official"):
+        synth = NPOSSynthesizer(2, reset_each_epoch=True, rejection=rejection, **kwargs)
+        synth.push(feats, labels)
+        runs[rejection] = synth.sample(torch.Generator().manual_seed(1))
+    assert runs["topk"].shape == runs["official"].shape == (2 * 2 * 2, 4)
+    assert not torch.equal(runs["topk"], runs["official"])
+    nan_rows = NPOSSynthesizer(2, reset_each_epoch=True, reset_rows="official", **kwargs)
+    nan_rows.push(feats, labels)
+    nan_rows.new_epoch()  # every row zero, the queues still "full"
+    nan_rows.push(feats[:2], labels[:2])  # one fresh row per class
+    out = nan_rows.sample(torch.Generator().manual_seed(1))
+    assert torch.isfinite(out).all()
+    assert out.norm(dim=1).max() < 2.0  # σ·ε around the origin (σ = 0.1, d = 4)
+    with pytest.raises(ConfigError, match="rejection"):
+        NPOSSynthesizer(2, rejection="random", **kwargs)

@@ -19,19 +19,35 @@ Reference:
     §2.2), as the paper's full text could not be checked.
 
 Notes:
-    * The official code ranks the candidates of ``P`` boundary points in a ``(S, P)`` view of
-      a ``P``-blocked vector and then gathers with the other layout, so for ``P > 1`` it keeps
-      candidates other than the ranked ones (and crashes for ``P = 1, R > 1``). oodlab keeps,
-      for each boundary point, its own ``R`` farthest candidates, the intended behaviour.
-    * The CIFAR code re-zeroes the queues at every epoch start while their "full" state
-      persists; oodlab keeps one persistent queue and offers that behaviour as
-      ``reset_each_epoch`` (zero rows then sit at the origin, at distance 1 from every unit
-      vector, where the code's division gives NaN).
+    Two behaviours of the official code (training_from_scratch/KNN.py and train_CIFAR*.py @
+    583c06d) are reproduced on request; the defaults are the paper's intent. Which of them
+    produced the published numbers: the released CIFAR code has both (``rejection="official"``
+    with ``P = 2``, and the per-epoch re-zeroing), so the paper's CIFAR numbers come from them;
+    its ImageNet-1k CLIP script uses ``P = 1`` (where the two rejections agree) and a
+    persistent queue.
+
+    * **Rejection** (``rejection``). The code stacks the ``S`` candidates of each of the ``P``
+      boundary points as ``P`` blocks (flat index ``p·S + s``), ranks ``d_K`` in a ``(S, P)``
+      view of that vector (entry ``(r, p)`` is flat index ``r·P + p``), takes the top ``R``
+      down each column, and returns flat index ``p·S + r``: for ``P > 1`` it keeps candidates
+      other than the ranked ones (an effectively random ``R`` of each point's ``S``).
+      ``"topk"`` (default) keeps each boundary point's own ``R`` farthest candidates;
+      ``"official"`` reproduces the code's selection exactly. With ``P = 1`` both agree (the
+      code then crashes for ``R > 1``; oodlab does not).
+    * **Queue reset** (``reset_each_epoch`` + ``reset_rows``). The CIFAR code re-zeroes the
+      queues at every epoch start while their "full" state persists, so early steps of each
+      epoch search queues with zero rows. ``reset_rows="origin"`` keeps zero rows as points at
+      the origin (normalised to 0: distance 1 from every unit vector; never boundary points).
+      ``reset_rows="official"`` reproduces faiss-CPU on the code's ``0/0``: a zero row
+      normalises to NaN, is never anyone's neighbour, and as a query has every distance
+      ``+∞`` (faiss fills missing neighbours with ``+∞``), so zero rows are picked as boundary
+      points first and their candidates are ``σ·ε`` around the origin; a candidate with fewer
+      than ``K`` non-zero rows in its queue has ``d_K = +∞``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -39,12 +55,23 @@ from torch.nn.functional import normalize
 
 from oodlab.errors import ConfigError, DataError
 
+Rejection = Literal["topk", "official"]
+ResetRows = Literal["origin", "official"]
 
-def kth_sqdist(bank: Tensor, queries: Tensor, k: int) -> Tensor:
+
+def kth_sqdist(
+    bank: Tensor,
+    queries: Tensor,
+    k: int,
+    bank_valid: Tensor | None = None,
+    query_valid: Tensor | None = None,
+) -> Tensor:
     """Squared L2 distance ``(..., N)`` of each query to its ``k``-th nearest row of ``bank``.
 
     ``bank`` ``(..., M, d)`` and ``queries`` ``(..., N, d)`` share leading (class) dimensions;
-    brute force: ``‖q‖² − 2 q·b + ‖b‖²`` by one batched matmul, then a top-k.
+    brute force: ``‖q‖² − 2 q·b + ‖b‖²`` by one batched matmul, then a top-k. Rows with
+    ``bank_valid`` false are never neighbours and queries with ``query_valid`` false get
+    ``+∞`` (faiss on NaN rows); fewer than ``k`` valid neighbours give ``+∞``.
     """
     if not 1 <= k <= bank.shape[-2]:
         raise ConfigError(f"k={k} must be in [1, queue size {bank.shape[-2]}]")
@@ -52,20 +79,31 @@ def kth_sqdist(bank: Tensor, queries: Tensor, k: int) -> Tensor:
         (queries * queries).sum(-1, keepdim=True)
         - 2 * queries @ bank.mT
         + (bank * bank).sum(-1)[..., None, :]
-    )
-    return d2.topk(k, dim=-1, largest=False).values[..., k - 1].clamp_min(0)
+    ).clamp_min(0)
+    if bank_valid is not None:
+        d2 = d2.masked_fill(~bank_valid[..., None, :], float("inf"))
+    if query_valid is not None:
+        d2 = d2.masked_fill(~query_valid[..., :, None], float("inf"))
+    return d2.topk(k, dim=-1, largest=False).values[..., k - 1]
 
 
-def select_boundary(bank: Tensor, k: int, select: int) -> Tensor:
+def _largest(values: Tensor, count: int, dim: int = -1) -> Tensor:
+    """Indices of the ``count`` largest entries along ``dim``, descending; ties (e.g. ``+∞``)
+    in index order (a stable sort, so the result does not depend on the backend)."""
+    return values.sort(dim=dim, descending=True, stable=True).indices.narrow(dim, 0, count)
+
+
+def select_boundary(bank: Tensor, k: int, select: int, valid: Tensor | None = None) -> Tensor:
     """Indices ``(..., select)`` of the rows of ``bank`` ``(..., M, d)`` (normalised) with the
     largest ``d_K``, in descending order.
 
     The bank is queried against itself, so a row's first neighbour is itself (distance 0),
-    as in the official flat-index search.
+    as in the official flat-index search. ``valid`` marks the rows that are not NaN in the
+    official code (:func:`kth_sqdist`).
     """
     if not 1 <= select <= bank.shape[-2]:
         raise ConfigError(f"select={select} must be in [1, queue size {bank.shape[-2]}]")
-    return kth_sqdist(bank, bank, k).topk(select, dim=-1).indices
+    return _largest(kth_sqdist(bank, bank, k, valid, valid), select)
 
 
 def gaussian_candidates(anchors: Tensor, noise: Tensor, sigma: float) -> Tensor:
@@ -73,23 +111,36 @@ def gaussian_candidates(anchors: Tensor, noise: Tensor, sigma: float) -> Tensor:
     return anchors[..., :, None, :] + sigma * noise.to(anchors)
 
 
-def reject_farthest(candidates: Tensor, bank: Tensor, k: int, keep: int) -> Tensor:
-    """Per boundary point, its ``keep`` candidates farthest (``d_K``) from the normalised ``bank``.
+def reject_farthest(
+    candidates: Tensor,
+    bank: Tensor,
+    k: int,
+    keep: int,
+    rejection: Rejection = "topk",
+    bank_valid: Tensor | None = None,
+) -> Tensor:
+    """Per boundary point, ``keep`` of its candidates, chosen by ``d_K`` to the normalised
+    ``bank``: its own farthest (``"topk"``) or the official code's (module Notes).
 
     Args:
         candidates: ``(..., P, S, d)`` unnormalised candidates, ``S`` per boundary point.
-        bank: ``(..., M, d)`` normalised queue ``Q̂_c``.
-        k: which neighbour; keep: ``R ≤ S``.
+        bank: ``(..., M, d)`` normalised queue ``Q̂_c``; bank_valid: its non-NaN rows.
+        k: which neighbour; keep: ``R ≤ S``; rejection: ``"topk"`` or ``"official"``.
 
     Returns:
-        ``(..., P, keep, d)`` unnormalised candidates, each point's in descending ``d_K``.
+        ``(..., P, keep, d)`` unnormalised candidates, each point's in descending rank order.
     """
     *lead, num_points, num_samples, dim = candidates.shape
     if not 1 <= keep <= num_samples:
         raise ConfigError(f"keep={keep} must be in [1, candidates per point {num_samples}]")
+    if rejection not in ("topk", "official"):
+        raise ConfigError(f"rejection must be 'topk' or 'official', got {rejection!r}")
     flat = normalize(candidates.reshape(*lead, num_points * num_samples, dim), dim=-1)
-    dist = kth_sqdist(bank, flat, k).view(*lead, num_points, num_samples)
-    chosen = dist.topk(keep, dim=-1).indices
+    dist = kth_sqdist(bank, flat, k, bank_valid)  # (..., P·S), flat index p·S + s
+    if rejection == "topk":
+        chosen = _largest(dist.view(*lead, num_points, num_samples), keep)
+    else:  # ranked in the (S, P) view, column p read back as rows p·S + r
+        chosen = _largest(dist.view(*lead, num_samples, num_points), keep, dim=-2).mT
     return torch.gather(candidates, -2, chosen[..., None].expand(*chosen.shape, dim))
 
 
@@ -102,22 +153,29 @@ def synthesize(
     sigma: float,
     keep: int,
     generator: torch.Generator | None = None,
+    rejection: Rejection = "topk",
+    reset_rows: ResetRows = "origin",
 ) -> Tensor:
     """NPOS outliers ``(C, pick · keep, d)`` from unnormalised class queues ``(C, M, d)``.
 
     ``noise`` ``(S, d)`` are the step's shared standard-normal vectors; each class's ``pick``
     boundary points are drawn uniformly without replacement from its ``select`` boundary rows
     (the order of ``rand(C, select).argsort()``, drawn with ``generator`` on the CPU; torch's
-    global generator when ``None``, so checkpoints restore it).
+    global generator when ``None``, so checkpoints restore it). ``rejection`` and
+    ``reset_rows`` (how all-zero rows count) are explained in the module Notes.
     """
     if not 1 <= pick <= select:
         raise ConfigError(f"pick={pick} must be in [1, select={select}]")
+    if reset_rows not in ("origin", "official"):
+        raise ConfigError(f"reset_rows must be 'origin' or 'official', got {reset_rows!r}")
     bank = normalize(queues, dim=-1)
-    boundary = select_boundary(bank, k, select)
+    valid = (queues != 0).any(-1) if reset_rows == "official" else None
+    boundary = select_boundary(bank, k, select, valid)
     order = torch.rand(len(queues), select, generator=generator).argsort(dim=1)[:, :pick]
     chosen = torch.gather(boundary, 1, order.to(boundary.device))
     anchors = torch.gather(queues, 1, chosen[..., None].expand(-1, -1, queues.shape[-1]))
-    kept = reject_farthest(gaussian_candidates(anchors, noise, sigma), bank, k, keep)
+    candidates = gaussian_candidates(anchors, noise, sigma)
+    kept = reject_farthest(candidates, bank, k, keep, rejection, valid)
     return kept.reshape(len(queues), pick * keep, -1)
 
 
@@ -130,6 +188,8 @@ class NPOSSynthesizer:
             (200 / 2). k: neighbour rank ``K`` (300 / 400). sigma: ``σ`` (0.1).
         reset_each_epoch: re-zero the stored rows at each :meth:`new_epoch` while keeping
             the queues counted as full (the official CIFAR code's behaviour; off by default).
+        rejection: ``"topk"`` (default) or ``"official"``; reset_rows: ``"origin"``
+            (default) or ``"official"`` (module Notes).
 
     The queues fill slot by slot; :attr:`ready` becomes true once every class holds ``M``
     rows, after which each push drops the oldest rows. State (:meth:`state_dict`) is tensors.
@@ -146,7 +206,14 @@ class NPOSSynthesizer:
         k: int = 300,
         sigma: float = 0.1,
         reset_each_epoch: bool = False,
+        rejection: Rejection = "topk",
+        reset_rows: ResetRows = "origin",
     ) -> None:
+        if rejection not in ("topk", "official") or reset_rows not in ("origin", "official"):
+            raise ConfigError(
+                "NPOS needs rejection 'topk' or 'official' and reset_rows 'origin' or "
+                f"'official', got {rejection!r} and {reset_rows!r}"
+            )
         if not 1 <= k <= queue_size or not 1 <= pick <= select <= queue_size:
             raise ConfigError(
                 f"NPOS needs 1 <= k <= queue_size and 1 <= pick <= select <= queue_size, got "
@@ -164,6 +231,8 @@ class NPOSSynthesizer:
         )
         self.select, self.pick, self.keep, self.k, self.sigma = select, pick, keep, k, sigma
         self.reset_each_epoch = reset_each_epoch
+        self.rejection: Rejection = rejection
+        self.reset_rows: ResetRows = reset_rows
         self.queue = torch.zeros(num_classes, queue_size, 0)
         self.counts = torch.zeros(num_classes, dtype=torch.long)
 
@@ -211,7 +280,18 @@ class NPOSSynthesizer:
         per_class = self.pick * self.noise_samples * self.queue_size
         chunk = max(1, (1 << 24) // per_class)
         out = [
-            synthesize(q, noise, self.k, self.select, self.pick, self.sigma, self.keep, generator)
+            synthesize(
+                q,
+                noise,
+                self.k,
+                self.select,
+                self.pick,
+                self.sigma,
+                self.keep,
+                generator,
+                self.rejection,
+                self.reset_rows,
+            )
             for q in self.queue.split(chunk)
         ]
         return torch.cat(out).reshape(-1, self.queue.shape[2])

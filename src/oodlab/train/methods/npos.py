@@ -34,6 +34,12 @@ class NPOSOptions:
         queue_size, noise_samples, select, pick, keep, k, sigma: ``M`` 1000, ``S`` 600,
             boundary set 200, ``P`` 2, ``R`` 200, ``K`` 300, ``σ`` 0.1.
         reset_queue_each_epoch: re-zero the queues at each epoch start (the code's bug).
+        reset_rows: how re-zeroed rows count: ``"origin"`` (points at the origin, never
+            picked) or ``"official"`` (the code's NaN rows under faiss-CPU: picked first).
+        rejection: ``"topk"`` (each boundary point's own ``R`` farthest candidates, the
+            paper's intent) or ``"official"`` (the code's ranking/return layout mismatch).
+            The released CIFAR numbers come from ``official`` + ``reset_queue_each_epoch``
+            with ``reset_rows: official`` (:mod:`oodlab.synthesis.npos`).
         mlp_lr_factor: ``φ``'s learning-rate factor (0.1, intended; the code's scheduler
             overwrites it, so 1.0 reproduces what the code runs).
         views_transform: ``"npos"``: each view is RandomResizedCrop(``image_size``, scale
@@ -65,6 +71,8 @@ class NPOSOptions:
     k: int = 300
     sigma: float = 0.1
     reset_queue_each_epoch: bool = False
+    reset_rows: Literal["origin", "official"] = "origin"
+    rejection: Literal["topk", "official"] = "topk"
     mlp_lr_factor: float = 0.1
     probe_weight: float = 1.0
     views_transform: Literal["batch", "npos"] = "batch"
@@ -137,7 +145,7 @@ class NPOSRecipe(Recipe):
         )  # fmt: skip
         self.synthesizer = NPOSSynthesizer(
             self.num_classes, o.queue_size, o.noise_samples, o.select, o.pick, o.keep, o.k,
-            o.sigma, o.reset_queue_each_epoch,
+            o.sigma, o.reset_queue_each_epoch, o.rejection, o.reset_rows,
         )  # fmt: skip
         self.epoch = 0
         self.initialised = False
