@@ -1,11 +1,14 @@
 """Fill the README's result sections from the files the code wrote (never typed by hand).
 
+* ``open-results`` (the README's first table): near / far / all means, the per-set rows, the
+  ranking with its paired steps and the trend checks of
+  ``benchmarks/results/fmnist_lt_open/summary.json`` (``oodlab bench fmnist_lt_open``'s);
 * ``demo-results``: the main table of ``runs/demo/summary.json`` (written by ``oodlab demo``);
-* ``bench-results``: the method's-own-score rows and the trend checks of
+* ``bench-results``: the method's-own-score rows (far-OOD only) and the trend checks of
   ``benchmarks/results/fmnist_lt/summary.json`` (a copy of ``oodlab bench fmnist_lt``'s);
 * ``speed-results``: the figures of ``benchmarks/results/*.json``.
 
-Usage: ``python benchmarks/update_readme.py [--demo runs/demo] [--bench DIR]``.
+Usage: ``python benchmarks/update_readme.py [--demo runs/demo] [--bench DIR] [--open DIR]``.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ import argparse
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 from oodlab.bench import HEADER, table_rows
+from oodlab.bench_report import near_far_header, near_far_rows, per_set_table, ranking_table
 from oodlab.bench_trends import trends_markdown
 from oodlab.eval.report import markdown_table
 
@@ -69,10 +74,46 @@ def speed_lines(results: Path) -> str:
     return "\n".join(lines) or "(no benchmark results yet)"
 
 
+def _trends(summary: dict[str, Any]) -> list[str]:
+    # one level below the README's subsection heading
+    return [line.replace("## ", "#### ", 1) for line in trends_markdown(summary.get("trends", []))]
+
+
+def open_lines(summary: dict[str, Any]) -> str:
+    """The headline section: near / far / all, per set, the ranking steps, the trends."""
+    partial = summary.get("missing_runs")
+    lines = [
+        f"Seeds: {summary['seeds']}; mean ± std over seeds, in percent. Near-OOD: "
+        f"{', '.join(summary['sets'].get('near', []))}; far-OOD: "
+        f"{', '.join(summary['sets'].get('far', []))}. FPR95 = ID flagged when 95% of OOD "
+        "is flagged. `≈` in the rank column: the step from the method ranked above is within "
+        "seed noise (|mean paired difference| ≤ its std).",
+        "",
+    ]
+    if partial:
+        lines += [f"**Partial run** (not trained yet, left out: {', '.join(partial)}).", ""]
+    lines += [
+        markdown_table(near_far_header(summary), near_far_rows(summary)),
+        "",
+        "Per OOD set (each method's own score):",
+        "",
+        per_set_table(summary),
+        "",
+        "Ranking by all-sets AUROC with the paired step to the method above "
+        "(95% bootstrap interval: the mean over seeds of each run's interval):",
+        "",
+        ranking_table(summary, "all.auroc"),
+        "",
+        *_trends(summary),
+    ]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--demo", type=Path, default=ROOT / "runs" / "demo")
     parser.add_argument("--bench", type=Path, default=ROOT / "benchmarks/results/fmnist_lt")
+    parser.add_argument("--open", type=Path, default=ROOT / "benchmarks/results/fmnist_lt_open")
     args = parser.parse_args()
     readme = ROOT / "README.md"
     text = readme.read_text()
@@ -91,10 +132,12 @@ def main() -> None:
             "",
             markdown_table(HEADER, table_rows(own)),
             "",
-            # one level below the README's "On the offline benchmark" heading
-            *(line.replace("## ", "#### ", 1) for line in trends_markdown(bench.get("trends", []))),
+            *_trends(bench),
         ]
         text = replace_section(text, "bench-results", "\n".join(body))
+    open_file = args.open / "summary.json"
+    if open_file.is_file():
+        text = replace_section(text, "open-results", open_lines(json.loads(open_file.read_text())))
     text = replace_section(text, "speed-results", speed_lines(ROOT / "benchmarks" / "results"))
     readme.write_text(text)
 

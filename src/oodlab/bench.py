@@ -57,9 +57,14 @@ def run_bench(
     log: Any = print,
     data_root: Path | None = None,
     layout: str = "near_far",
+    train_missing: bool = True,
 ) -> dict[str, Any]:
     """Train and evaluate every method of the preset; returns the summary (also written, with
-    ``summary.tex`` in the column ``layout`` of :data:`oodlab.bench_latex.LAYOUTS`)."""
+    ``summary.tex`` in the column ``layout`` of :data:`oodlab.bench_latex.LAYOUTS`).
+
+    ``train_missing=False`` evaluates and summarises only the runs that finished training
+    (``model.pt``), e.g. while another process is still training the rest; the summary lists
+    the runs left out (``missing_runs``)."""
     from oodlab.data import build_benchmark
     from oodlab.data.class_names import class_names
     from oodlab.eval.cli import zoo_omitted, zoo_scores
@@ -73,11 +78,16 @@ def run_bench(
     out = Path(out_dir)
     seeds = seeds or preset.seeds
     results: dict[str, dict[int, dict[str, Any]]] = {}
+    missing: list[str] = []
     for method in preset.methods:
         for seed in seeds:
             config = run_config(preset, method, seed, data_root)
             run_dir = out / "runs" / f"{method.label}-s{seed}"
             eval_file = run_dir / "eval" / "results.json"
+            if not (run_dir / "model.pt").is_file() and not train_missing:
+                missing.append(run_dir.name)
+                log(f"[{method.label} seed {seed}] not trained yet: left out of the summary")
+                continue
             if not (run_dir / "model.pt").is_file():
                 resume = (run_dir / "checkpoint.pt").exists() or (
                     run_dir / "checkpoint.prev.pt"
@@ -127,6 +137,8 @@ def run_bench(
                     f"({why}); fix that, then delete {eval_file.parent} to evaluate again"
                 )
     summary = summarise(preset, results)
+    if missing:
+        summary["missing_runs"] = missing
     write_summary(summary, out, layout)
     write_bench_figures(summary, out)
     return summary

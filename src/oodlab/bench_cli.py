@@ -25,6 +25,11 @@ def add_bench_parsers(sub: Any) -> None:
         help="columns of summary.tex: near_far (default), lt_papers (AUROC / AUPR / FPR95 / ACC "
         "as PASCL and ImOOD print them), patt, shots, oodlab",
     )
+    p.add_argument(
+        "--only-trained",
+        action="store_true",
+        help="evaluate and summarise only the runs that finished training; train nothing",
+    )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_bench)
 
@@ -62,6 +67,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         data_root=args.data_root,
         layout=args.tex_layout,
+        train_missing=not args.only_trained,
     )
     _report(summary, out)
     return 0

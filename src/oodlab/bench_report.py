@@ -222,6 +222,11 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         "FPR95 = ID flagged when 95% of OOD is flagged (PASCL / ImOOD / PATT / OpenOOD).",
         "",
     ]
+    if summary.get("missing_runs"):
+        lines += [
+            f"**Partial**: not trained yet, left out: {', '.join(summary['missing_runs'])}.",
+            "",
+        ]
     if sets:
         lines += [
             f"Near-OOD: {', '.join(sets.get('near', [])) or 'none'}; far-OOD: "

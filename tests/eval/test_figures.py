@@ -141,3 +141,18 @@ def test_wnids_map_to_names_when_the_mapping_file_is_present(tmp_path):
         "n09999999",
     ]
     assert wnid_names(["n01440764"], None) == ["n01440764"]
+
+
+def test_many_series_per_class_become_a_heatmap(tmp_path, monkeypatch):
+    from oodlab.eval import class_figures
+
+    drawn = []
+    monkeypatch.setattr(class_figures, "_heatmap", lambda *a: drawn.append(len(a[0])))
+    classes = class_table(3, ["a", "b", "c"], [30, 10, 3])
+    few = {f"s{i}": np.array([0.1, 0.2, 0.9]) for i in range(class_figures.MAX_SERIES)}
+    class_figures.save_flagged_per_class(few, tmp_path / "bars.png", classes)
+    assert drawn == []
+    assert (tmp_path / "bars.png").is_file()
+    many = {**few, "one more": np.array([0.0, 0.0, 1.0])}
+    class_figures.save_flagged_per_class(many, tmp_path / "heat.png", classes)
+    assert drawn == [class_figures.MAX_SERIES + 1]
