@@ -122,9 +122,11 @@ def tune_config(benchmark: Benchmark, seed: int) -> TuneConfig:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from oodlab.data.class_names import class_names
+    from oodlab.distributed import init_from_env, shutdown
     from oodlab.eval.evaluate import evaluate
     from oodlab.eval.extract import ExtractConfig
 
+    info, _ = init_from_env(args.device)  # torchrun: each rank extracts a shard, rank 0 reports
     model, benchmark, default_scores, out = _load(args)
     if args.scores == "default" and args.protocol:  # the paper's own score(s) and parameters
         from oodlab.eval.protocols import get_protocol
@@ -157,6 +159,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
     from oodlab.eval.report import results_markdown
 
+    shutdown(info)
+    if not info.is_main:
+        return 0
     if args.run_dir is not None:  # the run's loss terms and ID accuracy per epoch
         from oodlab.eval.figures import save_training_curves
 

@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -31,7 +31,8 @@ from oodlab.data.class_names import class_table
 from oodlab.errors import ConfigError, DataError
 from oodlab.eval import metrics
 from oodlab.eval.bootstrap import BootstrapConfig, bootstrap_intervals
-from oodlab.eval.extract import ExtractConfig, extract, model_fingerprint, resolve_device
+from oodlab.eval.extract import ExtractConfig, model_fingerprint, resolve_device
+from oodlab.eval.sharded import current_info, extract_sharded
 from oodlab.eval.tuning import (
     TUNING_RULE,
     TuneConfig,
@@ -235,11 +236,14 @@ def evaluate(
         raise ConfigError("no OOD test set given; pass ood={'name': dataset, ...}")
     model_key = model_fingerprint(model)
     forwards: list[str] = []
+    info = current_info()  # under torchrun: every rank extracts a shard, rank 0 does the rest
 
     def outputs_of(dataset: Dataset[Any], name: str) -> Outputs:
-        return extract(
-            model, dataset, config, name=name, model_key=model_key, on_forward=forwards.append
-        )
+        out = extract_sharded(
+            model, dataset, config, name=name, model_key=model_key,
+            on_forward=forwards.append, info=info,
+        )  # fmt: skip
+        return cast(Outputs, out)  # None on ranks > 0, which return before using it
 
     built = [build_score(spec, class_counts, model) for spec in scores]
     id_out = outputs_of(id_test, "id_test")
@@ -259,6 +263,10 @@ def evaluate(
         "aux" in SCORES.get(n).needs for n, _ in built if n in SCORES
     )
     aux_out = outputs_of(aux, "aux") if aux is not None and uses_aux else None
+    if not info.is_main:  # the other ranks' part ends with their shards of every dataset
+        if tune is not None and tune.ood_val is not None:
+            outputs_of(tune.ood_val, "ood_val")
+        return EvalResult({}, float("nan"), None, tuple(near), tuple(far), {"rank": info.rank})
 
     id_index = torch.arange(len(id_out))
     val_out: tuple[Outputs, Outputs] | None = None
@@ -282,7 +290,8 @@ def evaluate(
     results: dict[str, ScoreResult] = {}
     skipped: dict[str, str] = {}
     raw: dict[str, dict[str, np.ndarray]] = {}
-    for name, score in built:
+    while built:  # popped, so each fitted score is freed before the next one is fitted
+        name, score = built.pop(0)
         start = time.perf_counter()
         try:
             tuning = None
