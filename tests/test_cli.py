@@ -14,7 +14,8 @@ def test_list_scores_prints_every_registered_score(capsys):
     from oodlab.scores import SCORES
 
     assert main(["list", "scores"]) == 0
-    out = capsys.readouterr().out.splitlines()
+    header, *out = capsys.readouterr().out.splitlines()
+    assert header.split() == ["NAME", "FIT", "NEEDS", "PAPER"]
     assert [line.split()[0] for line in out] == SCORES.names()
     assert any("arXiv:1610.02136" in line for line in out)  # MSP's paper
 

@@ -10,7 +10,8 @@ except PackageNotFoundError:  # running from a source tree without installation
 
 from oodlab.detector import Detector
 from oodlab.errors import OodlabError
+from oodlab.eval import evaluate
 from oodlab.scores import SCORES, Score
 from oodlab.types import Outputs
 
-__all__ = ["SCORES", "Detector", "OodlabError", "Outputs", "Score", "__version__"]
+__all__ = ["SCORES", "Detector", "OodlabError", "Outputs", "Score", "__version__", "evaluate"]

@@ -15,14 +15,14 @@ def add_bench_parsers(sub: Any) -> None:
     from oodlab.bench import PRESETS
 
     p = sub.add_parser("bench", help="train and evaluate every method of a preset; one table")
-    p.add_argument("preset", choices=PRESETS.names())
+    p.add_argument("preset", choices=PRESETS.names(), help="bench preset to run")
     p.add_argument("--out", type=Path, help="output folder (default: runs/bench-<preset>)")
     p.add_argument("--seeds", help="comma-separated seeds (default: the preset's)")
     p.add_argument("--data-root", type=Path, help="folder holding the preset's datasets")
     p.add_argument(
         "--tex-layout",
         default="near_far",
-        help="columns of summary.tex: near_far (default), lt_papers (AUROC / AUPR / FPR95 / ACC "
+        help="columns of summary.tex: near_far, lt_papers (AUROC / AUPR / FPR95 / ACC "
         "as PASCL and ImOOD print them), patt, shots, oodlab",
     )
     p.add_argument(
@@ -30,11 +30,11 @@ def add_bench_parsers(sub: Any) -> None:
         action="store_true",
         help="evaluate and summarise only the runs that finished training; train nothing",
     )
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_bench)
 
     d = sub.add_parser("demo", help="the offline demo: a reduced fmnist_lt bench on the CPU")
-    d.add_argument("--out", type=Path, default=Path("runs/demo"))
+    d.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder")
     d.add_argument("--data-root", type=Path, help="where to look for (or put) Fashion-MNIST")
     d.set_defaults(func=cmd_demo)
 

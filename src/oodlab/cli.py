@@ -71,13 +71,14 @@ def cmd_list(args: argparse.Namespace) -> int:
     registry = _families()[args.family]()
     entries = list(registry)
     width = max((len(e.name) for e in entries), default=4)
+    print(f"{'NAME':<{width}}  FIT  {'NEEDS':<28}  PAPER")
     for entry in entries:
         if "layout" in entry.extra:  # formats (and protocols): what they read, then the paper
             print(f"{entry.name:<{width}}  {entry.paper}\n{'':<{width}}  {entry.extra['layout']}")
             continue
         needs = ",".join(entry.needs) or "-"
-        fit = "fit" if entry.requires_fit else "   "
-        print(f"{entry.name:<{width}}  {fit}  {needs:<28}  {entry.paper}")
+        fit = "fit" if entry.requires_fit else "-  "
+        print(f"{entry.name:<{width}}  {fit}  {needs:<28}  {entry.paper or '-'}")
     return 0
 
 
@@ -93,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p_list = sub.add_parser("list", help="list registered scores, losses, methods, datasets, ...")
-    p_list.add_argument("family", choices=sorted(_families()))
+    p_list.add_argument("family", choices=sorted(_families()), help="which registry to list")
     p_list.set_defaults(func=cmd_list)
 
     from oodlab.bench_cli import add_bench_parsers
@@ -103,6 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parser(sub)
     add_eval_parser(sub)
     add_bench_parsers(sub)
+    from oodlab.predict_cli import add_predict_parser
+
+    add_predict_parser(sub)
+    for command in sub.choices.values():  # every option's help shows its default
+        command.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     return parser
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -138,6 +139,18 @@ def to_dict(config: Any) -> Any:
     return config
 
 
+class YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading ``1e-3`` as a float as YAML 1.2 does (YAML 1.1, and so
+    ``yaml.safe_load``, wants a dot, ``1.0e-3``, and reads ``1e-3`` as a string)."""
+
+
+YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """Split ``a.b=value`` into (``["a", "b"]``, value parsed as YAML)."""
     if "=" not in text:
@@ -145,7 +158,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, raw = text.split("=", 1)
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override {text!r} has an empty key; write e.g. train.lr=0.1")
-    return key.split("."), yaml.safe_load(raw) if raw != "" else ""
+    return key.split("."), yaml.load(raw, Loader=YamlLoader) if raw != "" else ""
 
 
 def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -167,13 +180,37 @@ def _deep_copy(data: Mapping[str, Any]) -> dict[str, Any]:
     return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in data.items()}
 
 
+def packaged_configs() -> Path:
+    """The folder of the configs shipped with oodlab (``oodlab/configs`` in an installed wheel;
+    the repository's ``configs/`` when oodlab runs from a source checkout)."""
+    here = Path(__file__).resolve().parent
+    installed = here / "configs"
+    return installed if installed.is_dir() else here.parents[1] / "configs"
+
+
+def find_config(path: str | Path) -> Path:
+    """``path`` if it exists, else the shipped config of that relative name (``configs/a/b.yaml``
+    or ``a/b.yaml``), so ``oodlab train configs/fmnist_lt/oe.yaml`` works in any folder."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    shipped = packaged_configs()
+    if not path.is_absolute():
+        parts = path.parts[1:] if path.parts[:1] == ("configs",) else path.parts
+        candidate = shipped.joinpath(*parts) if parts else shipped
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(
+        f"config file {path} does not exist here nor among the shipped configs ({shipped}); "
+        "pass a YAML file, e.g. configs/fmnist_lt/oe.yaml"
+    )
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping; a missing file or a non-mapping raises one line."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist; pass a YAML file (see configs/)")
+    path = find_config(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.load(path.read_text(), Loader=YamlLoader) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(
             f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}"
@@ -327,7 +364,9 @@ class TrainConfig:
         eval_every: ID test accuracy every this many epochs (0 = only at the end).
         log_every: also log every this many steps (0 = once per epoch).
         seed: seed of initialisation, batch order and augmentation.
-        quiet: no progress bar.
+        quiet: no progress bar (rank 0 still prints one line per epoch).
+        tensorboard: also write the train log as TensorBoard scalars to RUN_DIR/tensorboard
+            (needs ``pip install 'oodlab[tensorboard]'``).
     """
 
     epochs: int = 10
@@ -353,6 +392,7 @@ class TrainConfig:
     log_every: int = 0
     seed: int = 0
     quiet: bool = False
+    tensorboard: bool = False
 
     def __post_init__(self) -> None:
         check(self.epochs >= 1, f"train.epochs must be >= 1, got {self.epochs}")

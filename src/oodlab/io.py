@@ -3,7 +3,9 @@
 Everything oodlab writes (checkpoints, caches, results) goes through
 :func:`atomic_write_bytes` or one of its wrappers: the bytes land in a temporary
 file beside the target, are flushed to disk, and replace the target with one
-``os.replace``, so a crash never leaves a half-written file behind.
+``os.replace``, so a crash never leaves a half-written file behind. Files get the mode an
+ordinary ``open`` would give them (0644 under umask 022), not ``mkstemp``'s 0600, so that
+teammates and TensorBoard servers can read a run.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file a normal mode
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
@@ -37,6 +40,20 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    """The process umask: from /proc on Linux (no change to the process), else by setting it
+    and restoring it at once."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:

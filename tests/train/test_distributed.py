@@ -42,6 +42,8 @@ def test_two_process_ddp_equals_single_process(tmp_path):
         check=False,
     )
     assert ddp.returncode == 0, ddp.stderr[-2000:]
+    assert ddp.stdout.count("run folder:") == 1  # only rank 0 prints the summary
+    assert ddp.stdout.count("main 2/2") == 1  # and the epoch lines
     single = subprocess.run(
         [
             sys.executable,

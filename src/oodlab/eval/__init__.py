@@ -1,7 +1,8 @@
 """Evaluation: metrics, cached extraction, the evaluate entry point and reports."""
 
-from oodlab.eval.evaluate import EvalResult, ScoreResult, evaluate
+from oodlab.eval.evaluate import EvalResult, ScoreResult
 from oodlab.eval.extract import ExtractConfig, extract
+from oodlab.eval.front import evaluate  # the pipeline's evaluate, plus benchmark=NAME
 from oodlab.eval.tuning import TuneConfig
 
 __all__ = ["EvalResult", "ExtractConfig", "ScoreResult", "TuneConfig", "evaluate", "extract"]

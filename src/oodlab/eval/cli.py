@@ -50,11 +50,17 @@ def add_eval_parser(sub: Any) -> None:
         help="tune score hyper-parameters: ID validation split vs the benchmark's OOD "
         "validation set (else its auxiliary outliers)",
     )
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--workers", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--cache-dir", type=Path, default=Path(".oodlab_cache"))
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=256, help="images per forward pass")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda:N")
+    p.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=Path(".oodlab_cache"),
+        help="where the extracted logits/features are cached, one file per (weights, "
+        "dataset); delete it to free space",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the benchmark and tuning splits")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_eval)
 

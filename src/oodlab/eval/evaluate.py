@@ -93,6 +93,23 @@ class EvalResult:
     per_class_flagged: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     classes: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
+    def __repr__(self) -> str:
+        from oodlab.eval.frame import short_repr
+
+        return short_repr(self)
+
+    def to_frame(self) -> Any:
+        """A pandas DataFrame indexed by (score, set) with one column per metric."""
+        from oodlab.eval.frame import to_frame
+
+        return to_frame(self)
+
+    def to_markdown(self) -> str:
+        """The markdown summary and per-set tables of ``results.md``, in percent."""
+        from oodlab.eval.report import results_markdown
+
+        return results_markdown(self)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "meta": self.meta,

@@ -215,8 +215,9 @@ def model_protocol(model: nn.Module, dataset: Dataset[Any], device: str = "auto"
     """How extraction reads ``model`` (see :class:`_Forward`), decided on two images."""
     x = torch.stack([torch.as_tensor(dataset[i][0]) for i in range(min(2, len(dataset)))])  # type: ignore[arg-type]
     forward = _Forward(model)
-    with _eval_mode(model), torch.inference_mode():
-        forward._decide(x.to(resolve_device(device)))
+    target = resolve_device(device)
+    with _eval_mode(model.to(target)), torch.inference_mode():
+        forward._decide(x.to(target))
     return forward.protocol
 
 

@@ -9,6 +9,7 @@ checkpoint after every epoch), and ``--resume`` continues it the same way.
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +45,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     if config.method.name == "npos_features":
         return _train_on_features(config, run_dir, args.resume)
     result = train(config, run_dir, resume=args.resume)
-    print(
-        f"trained {result.epochs} epochs in {result.seconds:.1f} s "
-        f"({result.images_per_second:.0f} images/s); ID accuracy {100 * result.final_accuracy:.2f}%"
-    )
+    if not result.is_main:  # under torchrun only rank 0 reports
+        return 0
+    if math.isfinite(result.images_per_second):
+        done = f"trained {result.epochs} epochs in {result.seconds:.1f} s "
+        done += f"({result.images_per_second:.0f} images/s)"
+    else:  # a resumed run that had already finished: no step was taken
+        done = f"the run had already finished its {result.epochs} epochs; nothing to train"
+    print(f"{done}; ID accuracy {100 * result.final_accuracy:.2f}%")
     print(f"run folder: {run_dir}  (evaluate: oodlab eval {run_dir})")
     return 0
 

@@ -36,6 +36,7 @@ from oodlab.io import atomic_write_json
 from oodlab.train import checkpoint
 from oodlab.train.batches import Loader, as_views, build_loader, eval_batches, with_transform
 from oodlab.train.optim import build_optimizer, build_scheduler, lr_factor
+from oodlab.train.progress import Progress
 from oodlab.train.recipes import Batch, Recipe, Stage, TrainContext, TrainView, build_recipe
 from oodlab.train.run import (
     append_log,
@@ -58,7 +59,8 @@ class TrainResult:
     epochs: int
     final_accuracy: float
     seconds: float
-    images_per_second: float
+    images_per_second: float  # NaN when this session took no training step
+    is_main: bool = True  # rank 0 (or the only process): the one that prints the summary
 
 
 @torch.no_grad()
@@ -128,6 +130,10 @@ class _Run:
         self.accuracy = float("nan")
         self.num_stages = 1
         self.quiet = config.train.quiet or not info.is_main
+        self.epochs_after_stage = 0  # epochs of the stages after the running one (for the ETA)
+        self.progress = Progress(
+            run_dir, enabled=info.is_main, tensorboard=config.train.tensorboard
+        )
 
     def fit(self, resume: bool) -> TrainResult:
         started = time.perf_counter()
@@ -146,9 +152,13 @@ class _Run:
         barrier(self.info)
         stages = self.recipe.stages(self.config)
         self.num_stages = len(stages)
-        for index, stage in enumerate(stages):
-            if index >= done[0]:
-                self._stage(index, stage, state if index == done[0] else None)
+        try:
+            for index, stage in enumerate(stages):
+                if index >= done[0]:
+                    self.epochs_after_stage = sum(s.train.epochs for s in stages[index + 1 :])
+                    self._stage(index, stage, state if index == done[0] else None)
+        finally:
+            self.progress.close()
         context = TrainContext(
             self.config, self.benchmark, self.device, self.run_dir, self.info.is_main
         )
@@ -158,7 +168,9 @@ class _Run:
         epochs = sum(s.train.epochs for s in stages)
         # Throughput of the training steps alone (evaluation and checkpoints excluded).
         rate = self.images / self.step_seconds if self.step_seconds else float("nan")
-        result = TrainResult(self.run_dir, epochs, self.accuracy, seconds, rate)
+        result = TrainResult(
+            self.run_dir, epochs, self.accuracy, seconds, rate, is_main=self.info.is_main
+        )
         if self.info.is_main:
             save_final_model(self.run_dir, self.model, self.config, self.benchmark)
             atomic_write_json(
@@ -167,7 +179,7 @@ class _Run:
                     "epochs": epochs,
                     "final_id_accuracy": self.accuracy,
                     "seconds_this_session": seconds,
-                    "images_per_second": rate,
+                    "images_per_second": rate if math.isfinite(rate) else None,
                 },
             )
         barrier(self.info)
@@ -224,6 +236,7 @@ class _Run:
         if cfg.compile:
             net = torch.compile(net)  # type: ignore[assignment]
         max_steps = cfg.max_steps or cfg.epochs * len(id_loader)
+        self.progress.start()
         for epoch in range(start_epoch, cfg.epochs):
             if step >= max_steps:
                 break
@@ -233,7 +246,9 @@ class _Run:
             where = {"stage": stage.name, "stage_index": index, "epoch": epoch}
             tic, totals, lr = time.perf_counter(), dict[str, Tensor](), float("nan")
             desc = f"{stage.name} {epoch + 1}/{cfg.epochs}"
-            for i, item in enumerate(tqdm(loader, desc, steps, leave=False, disable=self.quiet)):
+            bar = tqdm(loader, desc, steps, leave=True, disable=self.quiet)
+            show_every = max(1, steps // 50)  # the running loss costs a device sync
+            for i, item in enumerate(bar):
                 (x, y), x_aux = item if stage.uses_aux else (item, None)
                 views = as_views(x, device)
                 if cfg.channels_last:
@@ -255,9 +270,12 @@ class _Run:
                     value = value.detach().float()
                     totals[name] = totals[name] + value if name in totals else value
                 self.images += global_batch
+                if not self.quiet and (i + 1) % show_every == 0:
+                    bar.set_postfix(loss=f"{float(totals['loss']) / (i + 1):.4f}", refresh=False)
                 if cfg.log_every and step % cfg.log_every == 0 and info.is_main:
                     row = {"scope": "step", **where, "step": step, "loss": float(loss.detach())}
                     append_log(self.run_dir, [row])
+                    self.progress.mirror(row)
                 if i + 1 == steps < len(id_loader):  # a step budget ends inside the epoch
                     break
             means = self._mean(totals, steps)  # synchronises the device before timing
@@ -272,6 +290,9 @@ class _Run:
                 row["id_accuracy"] = self.accuracy
             if info.is_main:
                 append_log(self.run_dir, [row])
+                self.progress.epoch(
+                    row, cfg.epochs, cfg.epochs - finished + self.epochs_after_stage
+                )
                 ckpt: dict[str, Any] = {"stage": index, "epoch": finished, "step": step}
                 ckpt |= {"model": self.model.state_dict(), "optimizer": optimizer.state_dict()}
                 ckpt |= {"scheduler": scheduler.state_dict(), "scaler": scaler.state_dict()}

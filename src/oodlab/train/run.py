@@ -112,7 +112,13 @@ def _weights_record(weights: str | None) -> dict[str, str] | None:
     return {"path": weights, "sha256": sha256_file(Path(weights).expanduser())}
 
 
-RESUME_MAY_CHANGE = ("train.epochs", "train.device", "train.quiet", "data.data_root")
+RESUME_MAY_CHANGE = (
+    "train.epochs",
+    "train.device",
+    "train.quiet",
+    "train.tensorboard",
+    "data.data_root",
+)
 
 
 def check_same_config(saved: RunConfig, config: RunConfig, run_dir: Path) -> None:
