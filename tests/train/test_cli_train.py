@@ -43,6 +43,7 @@ def test_train_then_eval(tmp_path, capsys):
         ]
     )
     assert code == 0
+    assert "model read through: features/head" in capsys.readouterr().out
     results = json.loads((run / "eval" / "results.json").read_text())
     assert set(results["scores"]) == {"msp", "energy", "knn"}
     assert set(results["scores"]["msp"]["per_set"]) == {"noise", "blobs"}

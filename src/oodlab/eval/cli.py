@@ -184,6 +184,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
             print("\n" + write_comparison(out, comparison).rstrip())
         else:
             print(f"\nprotocol {args.protocol}: {get_protocol(args.protocol).notes}")
+    from oodlab.eval.extract import model_protocol
+
+    print(f"\nmodel read through: {model_protocol(model, benchmark.test, args.device)}")
     print(f"\nresults: {out}/results.md (json, csv, figures/ beside it)")
     return 0
 
