@@ -139,7 +139,40 @@ def main() -> None:
     if open_file.is_file():
         text = replace_section(text, "open-results", open_lines(json.loads(open_file.read_text())))
     text = replace_section(text, "speed-results", speed_lines(ROOT / "benchmarks" / "results"))
+    scale_file = ROOT / "benchmarks" / "results" / "eval_scale.json"
+    if scale_file.is_file() and "<!-- scale-results: start -->" in text:
+        text = replace_section(
+            text, "scale-results", scale_table(json.loads(scale_file.read_text()))
+        )
     readme.write_text(text)
+
+
+def _gib(value: Any) -> str:
+    return "–" if value is None else f"{value / (1 << 30):.2f}"
+
+
+def scale_table(report: dict[str, Any]) -> str:
+    """Size → time, memory rows of ``benchmarks/eval_scale.json``."""
+    header = [
+        "train × D", "payload GiB", "extract: peak RSS GiB (above imports)", "zoo: s wall / CPU",
+        "zoo: peak RSS GiB", "load avg",
+    ]  # fmt: skip
+    rows = []
+    for key, row in report["runs"].items():
+        ext, zoo = row.get("extract", {}), row.get("zoo", {})
+        extra = None
+        if "peak_rss" in ext and "baseline_rss" in ext:
+            extra = ext["peak_rss"] - ext["baseline_rss"]
+        zoo_time = (
+            f"{zoo['seconds']:.0f} / {zoo['cpu_seconds']:.0f}" if "seconds" in zoo else
+            ("killed" if zoo.get("killed") else "not run")
+        )  # fmt: skip
+        rows.append([
+            key, _gib(ext.get("payload_bytes")),
+            f"{_gib(ext.get('peak_rss'))} ({_gib(extra)})", zoo_time, _gib(zoo.get("peak_rss")),
+            f"{row.get('load_average_before', [0])[0]:.1f}",
+        ])  # fmt: skip
+    return markdown_table(header, rows)
 
 
 if __name__ == "__main__":

@@ -142,8 +142,9 @@ class KNN(Score):
         k: which neighbour (paper: 50 on CIFAR-10, 1000 on ImageNet; OpenOOD grid below).
         bank_fraction: fraction of the training features kept in the bank (the paper keeps
             1 % on ImageNet), drawn at random without replacement with ``seed``.
-        backend: ``"faiss"`` (CPU faiss index) or ``"torch"`` (chunked matmul + top-k on the
-            bank's device).
+        backend: ``"faiss"`` (a faiss index; for outputs on a GPU, faiss-GPU when installed,
+            else the torch path on that GPU) or ``"torch"`` (chunked matmul + running top-k on
+            the bank's device).
         index: the faiss index: ``"flat"`` (exact, the default), ``"ivf"`` or ``"hnsw"``
             (approximate, for large banks; see :func:`faiss_index`).
         seed: seed of the bank subsample (unused when ``bank_fraction`` is 1).
@@ -209,7 +210,7 @@ class KNN(Score):
             )
         source = features if rows is None else gather_rows(features, rows)
         blocks = (l2_normalize(block.float()) for block in row_chunks(source))
-        if self.backend == "faiss" and self.index == "flat":
+        if self.backend == "faiss" and self.index == "flat" and features.device.type == "cpu":
             # The exact index is filled chunk by chunk and bank_ is a view of its storage:
             # one copy of the normalised bank in memory, not two.
             self.index_ = faiss_index(blocks, dim=features.shape[1])
@@ -229,9 +230,19 @@ class KNN(Score):
         if owner is not None:  # bank_ is the storage of this flat index already
             self.index_ = owner
             return
-        self.index_ = (
-            faiss_index(self.bank_, self.index, self.seed) if self.backend == "faiss" else None
-        )
+        self.index_ = None
+        if self.backend != "faiss":
+            return
+        index = faiss_index(self.bank_, self.index, self.seed)
+        if self.bank_.device.type == "cuda":  # outputs on a GPU: search there
+            import faiss
+
+            if not hasattr(faiss, "StandardGpuResources"):
+                return  # no faiss-GPU: the torch backend on the bank's device (same distances)
+            self._gpu_resources = faiss.StandardGpuResources()
+            device = self.bank_.device.index or 0
+            index = faiss.index_cpu_to_gpu(self._gpu_resources, device, index)
+        self.index_ = index
 
     def score(self, outputs: Outputs) -> Tensor:
         self._check_fitted("bank_", "k_")
