@@ -32,7 +32,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -81,6 +81,9 @@ class NPOSFeatureOptions:
         logitnorm_t: LogitNorm ``t`` (8.0); open_weight: ``β`` (0.1); balanced_open.
         start_epoch (10), queue_size (1000), noise_samples (1500), select (300), pick (3),
             keep (2), k (400), sigma (0.1): the synthesis (:class:`NPOSSynthesizer`).
+        rejection: ``"topk"`` (default, the paper's intent) or ``"official"`` (the code's
+            ranking/return layout mismatch, which matters for ``pick > 1``: the ImageNet-100
+            script's ``P = 3``; :mod:`oodlab.synthesis.npos`).
         mcm_temperature: ``τ`` of the MCM score (1).
     """
 
@@ -105,6 +108,7 @@ class NPOSFeatureOptions:
     keep: int = 2
     k: int = 400
     sigma: float = 0.1
+    rejection: Literal["topk", "official"] = "topk"
     mcm_temperature: float = 1.0
 
     def __post_init__(self) -> None:
@@ -197,6 +201,7 @@ def train_on_features(
         opts.keep,
         opts.k,
         opts.sigma,
+        rejection=opts.rejection,
     )
     state = checkpoint.load_latest(out) if resume else None
     done = 0 if state is None else int(state["epoch"])
