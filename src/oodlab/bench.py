@@ -11,7 +11,6 @@ conventions labelled, ID accuracy and many / medium / few-shot accuracy.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,8 @@ from oodlab.bench_stats import NOISE_RULE, mean_std, ranking
 from oodlab.bench_trends import check_trends
 from oodlab.config import RunConfig, apply_overrides, from_dict, load_yaml, to_dict
 from oodlab.errors import ConfigError
+from oodlab.io import read_json
+from oodlab.locks import locks_folder
 
 __all__ = [
     "HEADER",
@@ -48,6 +49,7 @@ def run_config(
     return from_dict(RunConfig, apply_overrides(base, overrides))
 
 
+@locks_folder("out_dir", "bench folder", "--out")
 def run_bench(
     preset_name: str,
     out_dir: str | Path,
@@ -128,7 +130,7 @@ def run_bench(
                 # per-score figure folders for the method's own score and the highlighted ones
                 shown = [method.default_score, *preset.highlight]
                 write_report(result, run_dir / "eval", figure_scores=shown)
-            results.setdefault(method.label, {})[seed] = json.loads(eval_file.read_text())
+            results.setdefault(method.label, {})[seed] = read_json(eval_file, "evaluation")
             evaluated = results[method.label][seed]
             why = evaluated.get("skipped", {}).get(method.default_score)
             if why is not None:

@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from oodlab.argtypes import folder, seed_list
 from oodlab.errors import DatasetNotFoundError
 
 
@@ -16,8 +17,8 @@ def add_bench_parsers(sub: Any) -> None:
 
     p = sub.add_parser("bench", help="train and evaluate every method of a preset; one table")
     p.add_argument("preset", choices=PRESETS.names(), help="bench preset to run")
-    p.add_argument("--out", type=Path, help="output folder (default: runs/bench-<preset>)")
-    p.add_argument("--seeds", help="comma-separated seeds (default: the preset's)")
+    p.add_argument("--out", type=folder, help="output folder (default: runs/bench-<preset>)")
+    p.add_argument("--seeds", type=seed_list, help="comma-separated seeds (default: the preset's)")
     p.add_argument("--data-root", type=Path, help="folder holding the preset's datasets")
     p.add_argument(
         "--tex-layout",
@@ -34,8 +35,13 @@ def add_bench_parsers(sub: Any) -> None:
     p.set_defaults(func=cmd_bench)
 
     d = sub.add_parser("demo", help="the offline demo: a reduced fmnist_lt bench on the CPU")
-    d.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder")
+    d.add_argument("--out", type=folder, default=Path("runs/demo"), help="output folder")
     d.add_argument("--data-root", type=Path, help="where to look for (or put) Fashion-MNIST")
+    d.add_argument(
+        "--no-install",
+        action="store_true",
+        help=f"never install or download Fashion-MNIST when it is missing (or {NO_INSTALL_ENV}=1)",
+    )
     d.set_defaults(func=cmd_demo)
 
 
@@ -52,7 +58,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from oodlab.bench import run_bench
 
     out = args.out or Path("runs") / f"bench-{args.preset}"
-    seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None
+    seeds = args.seeds
     from oodlab.bench_latex import LAYOUTS
     from oodlab.errors import ConfigError
 
@@ -73,19 +79,31 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def ensure_fashion_mnist(data_root: Path | None) -> Path | None:
-    """Find Fashion-MNIST; if absent, install Debian's package (as root) or download it with
-    torchvision, saying which; with neither possible, raise one line naming both ways."""
+NO_INSTALL_ENV = "OODLAB_NO_INSTALL"
+
+
+def ensure_fashion_mnist(data_root: Path | None, install: bool = True) -> Path | None:
+    """Find Fashion-MNIST; if absent, install Debian's package (as root, without a data root;
+    said before it starts) or download it with torchvision into the data root, saying which;
+    with neither possible, or ``install`` off (``--no-install``, ``OODLAB_NO_INSTALL=1``),
+    raise one line naming both ways."""
+    import os
+
     from oodlab.data.datasets.idx import DEBIAN_DIR, find_fashion_mnist
 
     try:
         find_fashion_mnist(data_root)
         return data_root
     except DatasetNotFoundError:
-        pass
+        if not install or os.environ.get(NO_INSTALL_ENV, "") not in ("", "0"):
+            raise
     apt = shutil.which("apt-get")
-    if apt is not None and _is_root():
-        print("Fashion-MNIST not found: installing the Debian package dataset-fashion-mnist ...")
+    if apt is not None and _is_root() and data_root is None:
+        print(
+            "Fashion-MNIST not found: installing the Debian package dataset-fashion-mnist with "
+            f"apt-get (into {DEBIAN_DIR}); to skip this, rerun with --no-install or "
+            f"{NO_INSTALL_ENV}=1 ..."
+        )
         ok = (
             subprocess.run(
                 [apt, "install", "-y", "-q", "dataset-fashion-mnist"], check=False
@@ -122,7 +140,7 @@ def _is_root() -> bool:
 def cmd_demo(args: argparse.Namespace) -> int:
     from oodlab.bench import PRESETS, run_bench
 
-    data_root = ensure_fashion_mnist(args.data_root)
+    data_root = ensure_fashion_mnist(args.data_root, install=not args.no_install)
     preset = PRESETS.get("demo").factory()
     print(f"oodlab demo: {preset.description}")
     print("methods: " + ", ".join(m.label for m in preset.methods) + f"; results in {args.out}\n")

@@ -1,16 +1,24 @@
 """The ``oodlab`` command: ``list``, ``eval``, ``train``, ``bench``, ``demo``.
 
-Errors that oodlab raises on purpose (:class:`~oodlab.errors.OodlabError`) are printed
-as one line, ``error: ...``, and the command exits with status 2; no traceback.
+Every failure is one line on stderr and a non-zero exit, never a traceback: errors oodlab
+raises on purpose (:class:`~oodlab.errors.OodlabError`), bad arguments and OS errors on a
+path (named in the line) exit with status 2, anything unexpected with status 1. Warnings
+are one line each (``warning: ...``). ``--debug`` (or ``OODLAB_DEBUG=1``) prints the full
+traceback as well.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Callable, Sequence
+import traceback
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, NoReturn
 
-from oodlab.errors import OodlabError
+from oodlab.errors import OodlabError, describe_error
 from oodlab.registry import Registry
 
 
@@ -82,8 +90,15 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line (``error: oodlab train: ...``)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message}; see `{self.prog} --help`\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="oodlab",
         description="Out-of-distribution detection: train, evaluate and benchmark OOD detectors. "
         "Every score is higher = more OOD.",
@@ -91,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     from oodlab import __version__
 
     parser.add_argument("--version", action="version", version=f"oodlab {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="print the full traceback of an error (OODLAB_DEBUG=1)"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p_list = sub.add_parser("list", help="list registered scores, losses, methods, datasets, ...")
@@ -109,20 +127,59 @@ def build_parser() -> argparse.ArgumentParser:
     add_predict_parser(sub)
     for command in sub.choices.values():  # every option's help shows its default
         command.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+        command.add_argument(  # `oodlab train ... --debug` works too
+            "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )
     return parser
+
+
+def _one_line_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    text = " ".join(str(message).split())
+    print(f"warning: {text}", file=file if file is not None else sys.stderr)
+
+
+@contextmanager
+def _one_line_warnings() -> Iterator[None]:
+    previous = warnings.showwarning
+    warnings.showwarning = _one_line_warning
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except OodlabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; finished work is saved and a rerun resumes", file=sys.stderr)
-        return 130
+    debug = bool(getattr(args, "debug", False)) or os.environ.get("OODLAB_DEBUG", "") not in (
+        "",
+        "0",
+    )
+    with _one_line_warnings():
+        try:
+            return int(args.func(args))
+        except KeyboardInterrupt:
+            print("interrupted; finished work is saved and a rerun resumes", file=sys.stderr)
+            return 130
+        except Exception as exc:
+            if debug:
+                traceback.print_exc()
+            expected = isinstance(exc, OodlabError | OSError)
+            line = describe_error(exc)
+            if not expected:
+                line = (
+                    f"unexpected {type(exc).__name__}: {line} (rerun with --debug or "
+                    "OODLAB_DEBUG=1 for the traceback, and report it)"
+                )
+            print(f"error: {line}", file=sys.stderr)
+            return 2 if expected else 1
 
 
 if __name__ == "__main__":

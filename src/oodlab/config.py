@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
+import math
 import re
 import types
 from collections.abc import Mapping, Sequence
@@ -85,6 +87,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{where}: got {value!r}, expected a number")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: got {value!r}, expected a finite number")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -158,7 +162,16 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, raw = text.split("=", 1)
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override {text!r} has an empty key; write e.g. train.lr=0.1")
-    return key.split("."), yaml.load(raw, Loader=YamlLoader) if raw != "" else ""
+    if raw == "":
+        return key.split("."), ""
+    try:
+        return key.split("."), yaml.load(raw, Loader=YamlLoader)
+    except yaml.YAMLError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ConfigError(
+            f"override {text!r}: the value is not valid YAML ({first}); write e.g. "
+            f"{key}=[1, 2] or quote a string: {key}='text'"
+        ) from None
 
 
 def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -210,11 +223,19 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping; a missing file or a non-mapping raises one line."""
     path = find_config(path)
     try:
-        data = yaml.load(path.read_text(), Loader=YamlLoader) or {}
+        text = path.read_text()
+        data = yaml.load(text, Loader=YamlLoader)
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not a text (UTF-8) YAML file") from None
     except yaml.YAMLError as exc:
         raise ConfigError(
             f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}"
         ) from None
+    if data is None:
+        raise ConfigError(
+            f"config file {path} is empty; give at least the keys that differ from the defaults, "
+            "e.g. `data: {benchmark: synthetic}` (see configs/)"
+        )
     if not isinstance(data, dict):
         raise ConfigError(
             f"config file {path} must hold a mapping of keys, got {type(data).__name__}"
@@ -237,6 +258,41 @@ def save_resolved(config: Any, path: str | Path) -> Path:
     return atomic_write_text(path, dump_yaml(config))
 
 
+def check_call_options(
+    fn: Any, options: Mapping[str, Any], where: str, skip: Sequence[str] = ()
+) -> dict[str, Any]:
+    """``options`` checked against ``fn``'s signature: unknown names (with the nearest valid
+    one) and values of the wrong type (by its annotations) raise one line, before ``fn`` runs.
+    Returns the options with lossless conversions applied (an int where a float is expected)."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return dict(options)
+    params = {
+        name: p
+        for name, p in signature.parameters.items()
+        if name not in skip and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
+    takes_any = any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values())
+    try:
+        hints = get_type_hints(fn.__init__ if inspect.isclass(fn) else fn)
+    except Exception:  # an annotation that does not resolve: check names only
+        hints = {}
+    checked: dict[str, Any] = {}
+    for key, value in options.items():
+        if key not in params:
+            if takes_any:
+                checked[key] = value
+                continue
+            close = difflib.get_close_matches(str(key), list(params), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            valid = ", ".join(sorted(params)) or "none"
+            raise ConfigError(f"{where}: unknown option {key!r}.{hint} Valid options: {valid}.")
+        hint_tp = hints.get(key)
+        checked[key] = value if hint_tp is None else _coerce(value, hint_tp, f"{where}.{key}")
+    return checked
+
+
 def check(condition: bool, message: str) -> None:
     """Raise ``ConfigError(message)`` unless ``condition`` holds (for ``__post_init__``)."""
     if not condition:
@@ -246,6 +302,7 @@ def check(condition: bool, message: str) -> None:
 __all__ = [
     "apply_overrides",
     "check",
+    "check_call_options",
     "dump_yaml",
     "from_dict",
     "load_config",
@@ -261,7 +318,8 @@ __all__ = [
 # ---------------------------------------------------------------------------------------
 
 
-def _valid_device(device: str) -> bool:
+def valid_device(device: str) -> bool:
+    """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (availability is checked at run time)."""
     return device in ("auto", "cpu", "cuda", "mps") or (
         device.startswith("cuda:") and device[5:].isdigit()
     )
@@ -307,6 +365,7 @@ class DataConfig:
         )
         check(self.crop_padding >= 0, f"data.crop_padding must be >= 0, got {self.crop_padding}")
         check(self.num_workers >= 0, f"data.num_workers must be >= 0, got {self.num_workers}")
+        check(0 <= self.seed < 2**32, f"data.seed must be in [0, 2**32), got {self.seed}")
 
 
 @dataclass(frozen=True)
@@ -367,6 +426,9 @@ class TrainConfig:
         quiet: no progress bar (rank 0 still prints one line per epoch).
         tensorboard: also write the train log as TensorBoard scalars to RUN_DIR/tensorboard
             (needs ``pip install 'oodlab[tensorboard]'``).
+        nonfinite: what a non-finite loss does: ``stop`` the run at that step (one line naming
+            the term and the step; the last good checkpoint is kept), or ``skip`` the step (no
+            update; the skipped steps are counted in the log).
     """
 
     epochs: int = 10
@@ -393,8 +455,10 @@ class TrainConfig:
     seed: int = 0
     quiet: bool = False
     tensorboard: bool = False
+    nonfinite: Literal["stop", "skip"] = "stop"
 
     def __post_init__(self) -> None:
+        check(0 <= self.seed < 2**32, f"train.seed must be in [0, 2**32), got {self.seed}")
         check(self.epochs >= 1, f"train.epochs must be >= 1, got {self.epochs}")
         check(self.lr > 0, f"train.lr must be > 0, got {self.lr}")
         check(self.weight_decay >= 0, f"train.weight_decay must be >= 0, got {self.weight_decay}")
@@ -414,7 +478,7 @@ class TrainConfig:
         check(self.eval_every >= 0, f"train.eval_every must be >= 0, got {self.eval_every}")
         check(self.log_every >= 0, f"train.log_every must be >= 0, got {self.log_every}")
         check(
-            _valid_device(self.device),
+            valid_device(self.device),
             f"train.device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}",
         )
 

@@ -35,8 +35,28 @@ class DistInfo:
         return self.world_size > 1
 
 
+def check_device_available(device: str) -> None:
+    """One line when ``device`` names hardware this machine does not have (``cuda`` without a
+    GPU, ``cuda:N`` past the GPU count, ``mps`` off macOS); ``auto`` and ``cpu`` always pass."""
+    kind, _, index = device.partition(":")
+    if kind == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(
+                f"device {device!r}: torch sees no CUDA GPU on this machine; use cpu or auto"
+            )
+        if index and int(index) >= count:
+            raise ConfigError(
+                f"device {device!r}: this machine has {count} CUDA GPU(s) (cuda:0 to "
+                f"cuda:{count - 1}); pick one of them, or auto"
+            )
+    elif kind == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {device!r}: MPS is not available here; use cpu or auto")
+
+
 def resolve_device(device: str, local_rank: int = 0) -> torch.device:
     """``auto`` → this process's CUDA device if there is one, else the CPU."""
+    check_device_available(device)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda":

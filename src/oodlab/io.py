@@ -14,6 +14,8 @@ import hashlib
 import io
 import json
 import os
+import pickle
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -39,7 +41,22 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_dir(path.parent)  # the rename itself survives a power cut
     return path
+
+
+def fsync_dir(folder: str | Path) -> None:
+    """Flush a folder's entries (renames, new files) to disk; a no-op where unsupported."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _umask() -> int:
@@ -84,6 +101,18 @@ def safe_torch_load(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"checkpoint {path} does not exist; pass the path of a .pt file")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        if found is None:  # torch's weights-only advice does not apply: the bytes are bad
+            raise CheckpointError(
+                f"cannot read checkpoint {path}: it is truncated, corrupted or not a torch file"
+            ) from None
+        raise CheckpointError(
+            f"{path} is not a plain tensor checkpoint: it holds Python objects ({found[1]}) that "
+            "oodlab does not unpickle (only tensors, numbers, strings, lists and dicts); re-save "
+            "it where it "
+            "was made with torch.save(model.state_dict(), path)"
+        ) from None
     except Exception as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
@@ -117,3 +146,17 @@ def state_dict_hash(module: torch.nn.Module) -> str:
         digest.update(str((tuple(data.shape), str(data.dtype))).encode())
         digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes() if data.numel() else b"")
     return digest.hexdigest()
+
+
+def read_json(path: str | Path, what: str = "file") -> Any:
+    """A JSON file oodlab wrote; a truncated or corrupted one raises one line naming it."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{what} {path} does not exist") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise CheckpointError(
+            f"{what} {path} is truncated or corrupted ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0]}); delete it and rerun the step that writes it"
+        ) from None

@@ -18,7 +18,7 @@ from oodlab.data.benchmarks import TensorImageDataset
 from oodlab.data.datasets.ascood_lists import ASCOOD_NEAR
 from oodlab.data.datasets.imagenet_folders import NPOS_IMAGENET100
 from oodlab.data.synthesis_benchmarks import ASCOOD_FAR
-from oodlab.errors import DataError, DatasetNotFoundError
+from oodlab.errors import ConfigError, DataError, DatasetNotFoundError
 
 
 def encoded(value: int, size=(6, 5), fmt="JPEG") -> bytes:
@@ -129,8 +129,8 @@ def test_waterbirds_missing_spurious_set_or_data_is_one_line(tmp_path):
         lambda: build_benchmark("waterbirds", tmp_path, source="ascood"),
         "benchmark_imglist/waterbirds", "images_largescale/waterbirds/", "sudarshanregmi/ASCOOD",
     )  # fmt: skip
-    with pytest.raises(DataError, match="source must be"):
-        build_benchmark("waterbirds", tmp_path, source="openood")
+    with pytest.raises(ConfigError, match=r"source: got 'openood', expected one of \['auto'"):
+        build_benchmark("waterbirds", tmp_path, source="openood")  # refused by its signature
 
 
 def test_celeba_original_release_bald_men_are_the_spurious_set(tmp_path):

@@ -164,7 +164,7 @@ def test_a_crash_inside_the_checkpoint_rotation_leaves_a_good_checkpoint(tmp_pat
         assert checkpoint.load_latest(run)["epoch"] == 3
 
 
-def test_resume_extends_a_finished_run_and_a_fresh_resume_starts(tmp_path):
+def test_resume_extends_a_finished_run_and_a_resume_of_nothing_fails(tmp_path):
     run = tmp_path / "run"
     train(config("train.epochs=2"), run)
     result = train(config("train.epochs=3"), run, resume=True)
@@ -172,8 +172,9 @@ def test_resume_extends_a_finished_run_and_a_fresh_resume_starts(tmp_path):
     assert [r["epoch"] for r in epoch_rows(run)] == [0, 1, 2]
     with pytest.raises(ConfigError, match="--resume"):
         train(config("train.epochs=1"), run)
-    train(config("train.epochs=1"), tmp_path / "fresh", resume=True)  # nothing to resume: start
-    assert [r["epoch"] for r in epoch_rows(tmp_path / "fresh")] == [0]
+    with pytest.raises(ConfigError, match="holds no run to continue"):  # never a silent start
+        train(config("train.epochs=1"), tmp_path / "fresh", resume=True)
+    assert not (tmp_path / "fresh").exists()
 
 
 @pytest.mark.parametrize(

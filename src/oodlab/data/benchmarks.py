@@ -19,6 +19,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from oodlab.config import check_call_options
+from oodlab.errors import ConfigError
 from oodlab.registry import Registry
 
 BENCHMARKS: Registry[Benchmark] = Registry("benchmark")
@@ -119,8 +121,13 @@ class Benchmark:
 def build_benchmark(
     name: str, data_root: str | Path | None = None, seed: int = 0, **options: Any
 ) -> Benchmark:
-    """Build the benchmark preset ``name`` (see ``oodlab list benchmarks``)."""
-    return BENCHMARKS.get(name).factory(data_root=data_root, seed=seed, **options)
+    """Build the benchmark preset ``name`` (see ``oodlab list benchmarks``); options it does not
+    take, or of the wrong type, raise one line naming the valid ones."""
+    factory = BENCHMARKS.get(name).factory
+    options = check_call_options(
+        factory, options, f"data.options of benchmark {name!r}", skip=("data_root", "seed")
+    )
+    return factory(data_root=data_root, seed=seed, **options)
 
 
 @register_benchmark("synthetic", paper="generated data for tests and smoke runs")
@@ -142,10 +149,15 @@ def synthetic(
     OOD sets are uniform noise ("noise") and large bright blobs ("blobs"); auxiliary
     outliers are smooth random textures. Counts follow ``n_c = int(n_max · ρ^(c/(C-1)))``.
     """
+    from oodlab.data.longtail import longtail_counts
+
+    if min(n_test_per_class, n_ood, n_aux, image_size, channels) < 1 or num_classes < 2:
+        raise ConfigError(
+            "synthetic: num_classes must be >= 2 and n_test_per_class, n_ood, n_aux, "
+            "image_size, channels >= 1"
+        )
     g = torch.Generator().manual_seed(seed)
-    counts = [
-        int(n_max * imbalance_ratio ** (c / max(num_classes - 1, 1))) for c in range(num_classes)
-    ]
+    counts = longtail_counts(n_max, num_classes, imbalance_ratio)
 
     def class_images(c: int, n: int) -> Tensor:
         x = 40 * torch.rand(n, channels, image_size, image_size, generator=g)

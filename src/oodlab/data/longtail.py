@@ -61,14 +61,22 @@ def longtail_counts(
         raise ConfigError(f"need n_max >= 1 and num_classes >= 1, got {n_max}, {num_classes}")
     if profile == "exp":
         span = max(num_classes - 1, 1)
-        return [int(n_max * imbalance_ratio ** (c / span)) for c in range(num_classes)]
-    if profile == "step":
+        counts = [int(n_max * imbalance_ratio ** (c / span)) for c in range(num_classes)]
+    elif profile == "step":
         half = num_classes // 2
-        return [
+        counts = [
             n_max if c < num_classes - half else int(n_max * imbalance_ratio)
             for c in range(num_classes)
         ]
-    raise ConfigError(f"profile must be 'exp' or 'step', got {profile!r}")
+    else:
+        raise ConfigError(f"profile must be 'exp' or 'step', got {profile!r}")
+    if min(counts) < 1:
+        raise ConfigError(
+            f"imbalance_ratio {imbalance_ratio} with n_max {n_max} leaves classes with 0 "
+            f"images (the tail gets int({n_max} * {imbalance_ratio}) = {min(counts)}); raise "
+            "imbalance_ratio or n_max"
+        )
+    return counts
 
 
 def longtail_indices(

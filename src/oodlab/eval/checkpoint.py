@@ -90,7 +90,7 @@ def load_checkpoint_model(
         if args.model and args.format:
             raise ConfigError("give --model (an oodlab state dict) or --format, not both")
         return _load_released(args, num_classes, in_channels)
-    from oodlab.config import apply_overrides
+    from oodlab.config import apply_overrides, check_call_options
     from oodlab.io import safe_torch_load
     from oodlab.models import MODELS
     from oodlab.models.normalization import attach_normalization
@@ -98,6 +98,12 @@ def load_checkpoint_model(
 
     options = apply_overrides({}, args.model_set)
     known, stats = normalization_of(args, options)
+    options = check_call_options(
+        MODELS.get(args.model).factory,
+        options,
+        f"--model-set of {args.model!r}",
+        skip=("num_classes", "in_channels"),
+    )
     if not known:
         raise ConfigError(
             f"the input normalisation of {args.checkpoint} is unknown; give --normalize NAME "
@@ -115,8 +121,11 @@ def load_checkpoint_model(
     state = safe_torch_load(args.checkpoint)
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{args.checkpoint} holds no state dict (a mapping of names)")
+    if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+        raise CheckpointError(
+            f"{args.checkpoint} holds a {type(state).__name__}, not a state dict of named "
+            "tensors; save it with torch.save(model.state_dict(), path)"
+        )
     problem = state_dict_mismatch(
         model.state_dict(), state, {k for k in model.state_dict() if "num_batches_tracked" in k}
     )

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from oodlab.argtypes import DEVICES, device_name, folder, nonnegative_int, positive_int
 from oodlab.errors import CheckpointError, ConfigError
 from oodlab.eval.checkpoint import add_checkpoint_arguments
 
@@ -43,24 +44,24 @@ def add_eval_parser(sub: Any) -> None:
         help="comma-separated score names, 'default' (the method's own score plus msp and "
         f"energy), or '{ZOO}' (every score the model supports)",
     )
-    p.add_argument("--out", type=Path, help="output folder (default: RUN_DIR/eval)")
+    p.add_argument("--out", type=folder, help="output folder (default: RUN_DIR/eval)")
     p.add_argument(
         "--tune",
         action="store_true",
         help="tune score hyper-parameters: ID validation split vs the benchmark's OOD "
         "validation set (else its auxiliary outliers)",
     )
-    p.add_argument("--batch-size", type=int, default=256, help="images per forward pass")
-    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda:N")
+    p.add_argument("--batch-size", type=positive_int, default=256, help="images per forward pass")
+    p.add_argument("--workers", type=nonnegative_int, default=0, help="DataLoader worker processes")
+    p.add_argument("--device", type=device_name, default="auto", help=DEVICES)
     p.add_argument(
         "--cache-dir",
-        type=Path,
+        type=folder,
         default=Path(".oodlab_cache"),
         help="where the extracted logits/features are cached, one file per (weights, "
         "dataset); delete it to free space",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the benchmark and tuning splits")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the benchmark and tuning splits")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_eval)
 
@@ -127,13 +128,32 @@ def tune_config(benchmark: Benchmark, seed: int) -> TuneConfig:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from oodlab.distributed import check_device_available, init_from_env
+    from oodlab.locks import check_writable_folder, folder_lock
+
+    check_device_available(args.device)
+    if args.cache_dir is not None:
+        check_writable_folder(args.cache_dir, "cache folder")
+    info, _ = init_from_env(args.device)  # torchrun: each rank extracts a shard, rank 0 reports
+    model, benchmark, default_scores, out = _load(args)
+    check_writable_folder(out, "output folder")
+    with folder_lock(out, "output folder", "--out", enabled=info.is_main):
+        return _evaluate(args, info, model, benchmark, default_scores, out)
+
+
+def _evaluate(
+    args: argparse.Namespace,
+    info: Any,
+    model: Any,
+    benchmark: Any,
+    default_scores: list[str],
+    out: Path,
+) -> int:
     from oodlab.data.class_names import class_names
-    from oodlab.distributed import init_from_env, shutdown
+    from oodlab.distributed import shutdown
     from oodlab.eval.evaluate import evaluate
     from oodlab.eval.extract import ExtractConfig
 
-    info, _ = init_from_env(args.device)  # torchrun: each rank extracts a shard, rank 0 reports
-    model, benchmark, default_scores, out = _load(args)
     if args.scores == "default" and args.protocol:  # the paper's own score(s) and parameters
         from oodlab.eval.protocols import get_protocol
 
@@ -224,6 +244,8 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, list[str], Path]:
     from oodlab.eval.checkpoint import checkpoint_benchmark, checkpoint_out, load_checkpoint_model
 
     name, options = checkpoint_benchmark(args)
+    if not args.checkpoint.is_file():
+        raise CheckpointError(f"checkpoint {args.checkpoint} does not exist; pass a .pt file")
     benchmark = build_benchmark(name, args.data_root, seed=args.seed, **options)
     model, scores = load_checkpoint_model(args, benchmark.num_classes, benchmark.image_shape[0])
     return model, benchmark, scores, checkpoint_out(args)

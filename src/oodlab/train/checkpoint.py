@@ -1,12 +1,16 @@
 """Atomic, verified checkpoints with the previous good one kept; RNG state as plain tensors.
 
-``save`` writes the new checkpoint completely (bytes and a ``.json`` record holding their
-SHA-256 and epoch) under a temporary name, then rotates ``checkpoint.pt`` to
-``checkpoint.prev.pt`` and moves the new one in, each step an atomic ``os.replace``. A file is
-good when its SHA-256 appears in *any* record beside it, so a crash at any point leaves at
-least one good checkpoint that :func:`load_latest` finds. Loading checks the hash before
-unpickling anything (``weights_only=True``); a truncated or corrupted file raises one line,
-and :func:`load_latest` falls back to the newest good one with a warning — never a half-load.
+``save`` writes the new checkpoint completely (bytes, then a ``.json`` record holding their
+SHA-256 and epoch) as ``checkpoint.next``, then rotates: ``checkpoint.pt`` and its record become
+``checkpoint.prev``, ``checkpoint.next`` becomes ``checkpoint``; each step is one atomic
+``os.replace`` and the folder is fsynced at the end. A kill can stop this between any two
+steps; the next :func:`save` or :func:`load_latest` first finishes (or, for a ``next`` whose
+bytes have no record yet, discards) the interrupted rotation, so every state a kill leaves
+resumes, and a missing record never makes a later save fail. A file is good when its SHA-256
+appears in a record beside it. Loading checks the hash before unpickling anything
+(``weights_only=True``); a truncated or corrupted file raises one line, and
+:func:`load_latest` falls back to the newest good one with a one-line warning — never a
+half-load.
 """
 
 from __future__ import annotations
@@ -24,13 +28,63 @@ import numpy as np
 import torch
 
 from oodlab.errors import CheckpointError
-from oodlab.io import atomic_write_bytes, atomic_write_json, safe_torch_load, sha256_file
+from oodlab.io import (
+    atomic_write_bytes,
+    atomic_write_json,
+    fsync_dir,
+    safe_torch_load,
+    sha256_file,
+)
 
 LATEST, PREVIOUS, NEXT = "checkpoint", "checkpoint.prev", "checkpoint.next"
 
 
+def _record_of(path: Path) -> dict[str, Any] | None:
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("sha256"), str) else None
+
+
+def _move(run_dir: Path, src: str, dst: str, suffix: str) -> None:
+    """``os.replace`` of ``src`` over ``dst`` if ``src`` exists (each rotation step alone)."""
+    if (run_dir / f"{src}{suffix}").exists():
+        os.replace(run_dir / f"{src}{suffix}", run_dir / f"{dst}{suffix}")
+
+
+def _rotate(run_dir: Path) -> None:
+    """``checkpoint`` -> ``checkpoint.prev``, then ``checkpoint.next`` -> ``checkpoint``."""
+    if (run_dir / f"{LATEST}.pt").exists():
+        if not (run_dir / f"{LATEST}.json").exists():  # its record was lost: so is the old one
+            (run_dir / f"{PREVIOUS}.json").unlink(missing_ok=True)
+        _move(run_dir, LATEST, PREVIOUS, ".pt")
+    _move(run_dir, LATEST, PREVIOUS, ".json")
+    _move(run_dir, NEXT, LATEST, ".pt")
+    _move(run_dir, NEXT, LATEST, ".json")
+    fsync_dir(run_dir)
+
+
+def finish_rotation(run_dir: Path) -> None:
+    """Complete a rotation a kill interrupted (or drop a ``next`` that was never complete)."""
+    next_pt, next_json = run_dir / f"{NEXT}.pt", run_dir / f"{NEXT}.json"
+    if next_pt.exists():
+        record = _record_of(next_json)
+        if record is not None and sha256_file(next_pt) == record["sha256"]:
+            _rotate(run_dir)  # killed after the new checkpoint was complete: roll forward
+        else:  # killed while writing it: it was never a checkpoint
+            next_pt.unlink()
+            next_json.unlink(missing_ok=True)
+    elif next_json.exists():
+        if (run_dir / f"{LATEST}.pt").exists() and not (run_dir / f"{LATEST}.json").exists():
+            _move(run_dir, NEXT, LATEST, ".json")  # killed before the last step
+        else:
+            next_json.unlink()
+
+
 def save(run_dir: Path, state: dict[str, Any]) -> Path:
     """Write ``state`` as the latest checkpoint; the former latest becomes the previous one."""
+    finish_rotation(run_dir)
     buffer = io.BytesIO()
     torch.save(state, buffer)
     data = buffer.getvalue()
@@ -38,10 +92,7 @@ def save(run_dir: Path, state: dict[str, Any]) -> Path:
     record["stage"] = state.get("stage")
     atomic_write_bytes(run_dir / f"{NEXT}.pt", data)
     atomic_write_json(run_dir / f"{NEXT}.json", record)
-    for src, dst in ((LATEST, PREVIOUS), (NEXT, LATEST)):
-        if (run_dir / f"{src}.pt").is_file():
-            os.replace(run_dir / f"{src}.pt", run_dir / f"{dst}.pt")
-            os.replace(run_dir / f"{src}.json", run_dir / f"{dst}.json")
+    _rotate(run_dir)
     return run_dir / f"{LATEST}.pt"
 
 
@@ -72,6 +123,8 @@ def load_verified(path: Path) -> dict[str, Any]:
 
 def load_latest(run_dir: Path) -> dict[str, Any] | None:
     """The newest good checkpoint of ``run_dir`` (``None`` if it has none at all)."""
+    if run_dir.is_dir():
+        finish_rotation(run_dir)
     candidates = [run_dir / f"{name}.pt" for name in (LATEST, NEXT, PREVIOUS)]
     existing = [path for path in candidates if path.is_file()]
     if not existing:
@@ -88,7 +141,7 @@ def load_latest(run_dir: Path) -> dict[str, Any] | None:
     if not good:
         raise CheckpointError(f"no usable checkpoint in {run_dir}: {'; '.join(errors)}")
     _, path, state = max(good, key=lambda item: item[0])
-    if errors or path.name != f"{LATEST}.pt":
+    if path.name != f"{LATEST}.pt":  # the latest one is damaged (a backup's defect is quiet)
         reason = errors[0] if errors else f"{LATEST}.pt is older"
         warnings.warn(f"{reason}; resuming from {path.name}", stacklevel=2)
     return state

@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from oodlab.argtypes import folder
 from oodlab.config import RunConfig, load_config
 
 
@@ -32,7 +33,7 @@ def add_train_parser(sub: Any) -> None:
         dest="overrides",
         help="override a config value, e.g. --set train.epochs=5 (repeatable)",
     )
-    p.add_argument("--run-dir", type=Path, help="run folder (default: runs/<config name>)")
+    p.add_argument("--run-dir", type=folder, help="run folder (default: runs/<config name>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
     p.set_defaults(func=cmd_train)
 

@@ -33,18 +33,19 @@ from oodlab.data.benchmarks import Benchmark
 from oodlab.distributed import DistInfo, barrier, init_from_env, shutdown
 from oodlab.errors import ConfigError
 from oodlab.io import atomic_write_json
+from oodlab.locks import folder_lock
 from oodlab.train import checkpoint
 from oodlab.train.batches import Loader, as_views, build_loader, eval_batches, with_transform
+from oodlab.train.guards import check_run_config, prepare_run_dir
+from oodlab.train.nonfinite import NonFiniteGuard
 from oodlab.train.optim import build_optimizer, build_scheduler, lr_factor
 from oodlab.train.progress import Progress
 from oodlab.train.recipes import Batch, Recipe, Stage, TrainContext, TrainView, build_recipe
 from oodlab.train.run import (
     append_log,
     build_model,
-    check_same_config,
-    load_run_config,
+    load_weights,
     read_log,
-    refuse_existing_run,
     rewrite_log,
     save_final_model,
     write_run_files,
@@ -89,13 +90,12 @@ def train(config: RunConfig, run_dir: str | Path, resume: bool = False) -> Train
         CheckpointError: ``resume`` finds only corrupted checkpoints.
     """
     run_dir = Path(run_dir)
-    if not resume:
-        refuse_existing_run(run_dir, ("checkpoint.pt", "model.pt"))
-    if resume and (run_dir / "config.yaml").is_file():
-        check_same_config(load_run_config(run_dir), config, run_dir)
+    check_run_config(config)  # bad options fail here, before the folder is touched
     info, device = init_from_env(config.train.device)
     try:
-        return _Run(config, run_dir, info, device).fit(resume)
+        with folder_lock(run_dir, enabled=info.is_main):
+            prepare_run_dir(run_dir, config, resume, ("checkpoint.pt", "model.pt"))
+            return _Run(config, run_dir, info, device).fit(resume)
     finally:
         shutdown(info)
 
@@ -142,12 +142,12 @@ class _Run:
         if state is not None:
             self.recipe.load_state_dict(state["recipe"])
         if self.info.is_main:
+            keep = [
+                r for r in read_log(self.run_dir) if (r.get("stage_index", 0), r["epoch"]) < done
+            ]  # read first: a corrupted log stops the resume before anything is written
             write_run_files(
                 self.run_dir, self.config, self.benchmark, self.device, self.info.world_size
             )
-            keep = [
-                r for r in read_log(self.run_dir) if (r.get("stage_index", 0), r["epoch"]) < done
-            ]
             rewrite_log(self.run_dir, keep)
         barrier(self.info)
         stages = self.recipe.stages(self.config)
@@ -195,7 +195,7 @@ class _Run:
         )
         recipe.on_stage_start(stage, self.model)
         if state is not None:
-            self.model.load_state_dict(state["model"])
+            load_weights(self.model, state["model"], f"the checkpoint in {self.run_dir}")
         global_batch = stage.batch_size or data.batch_size
         train_set, aux_set = self.benchmark.train, self.benchmark.aux
         if stage.transform is not None:
@@ -237,6 +237,7 @@ class _Run:
             net = torch.compile(net)  # type: ignore[assignment]
         max_steps = cfg.max_steps or cfg.epochs * len(id_loader)
         self.progress.start()
+        guard = NonFiniteGuard(cfg.nonfinite, device, self.run_dir)
         for epoch in range(start_epoch, cfg.epochs):
             if step >= max_steps:
                 break
@@ -246,6 +247,7 @@ class _Run:
             where = {"stage": stage.name, "stage_index": index, "epoch": epoch}
             tic, totals, lr = time.perf_counter(), dict[str, Tensor](), float("nan")
             desc = f"{stage.name} {epoch + 1}/{cfg.epochs}"
+            guard.skipped, at = 0, f"epoch {epoch} of stage {stage.name!r}"
             bar = tqdm(loader, desc, steps, leave=True, disable=self.quiet)
             show_every = max(1, steps // 50)  # the running loss costs a device sync
             for i, item in enumerate(bar):
@@ -259,18 +261,23 @@ class _Run:
                 with torch.autocast(device.type, dtype=dtype, enabled=amp):
                     loss, logs = recipe.loss(net, batch)
                 optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
+                skip = guard.observe({"loss": loss, **logs}, step, at)
+                if not skip:
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
                 lr = optimizer.param_groups[0]["lr"]  # the rate this step used
                 scheduler.step()
-                recipe.after_step(batch)
+                if not skip:
+                    recipe.after_step(batch)
                 step += 1
                 for name, value in {"loss": loss, **logs}.items():
+                    if skip:
+                        break
                     value = value.detach().float()
                     totals[name] = totals[name] + value if name in totals else value
                 self.images += global_batch
-                if not self.quiet and (i + 1) % show_every == 0:
+                if not self.quiet and (i + 1) % show_every == 0 and "loss" in totals:
                     bar.set_postfix(loss=f"{float(totals['loss']) / (i + 1):.4f}", refresh=False)
                 if cfg.log_every and step % cfg.log_every == 0 and info.is_main:
                     row = {"scope": "step", **where, "step": step, "loss": float(loss.detach())}
@@ -278,12 +285,15 @@ class _Run:
                     self.progress.mirror(row)
                 if i + 1 == steps < len(id_loader):  # a step budget ends inside the epoch
                     break
-            means = self._mean(totals, steps)  # synchronises the device before timing
+            guard.end_of_epoch(self.model, steps, at)  # before anything of the epoch is saved
+            means = self._mean(totals, steps - guard.skipped)  # syncs the device before timing
             seconds = time.perf_counter() - tic
             self.step_seconds += seconds
             finished = epoch + 1 if step < max_steps else cfg.epochs
             row = {"scope": "epoch", **where, "step": step, **means, "lr": lr}
             row["images_per_s"] = steps * global_batch / seconds
+            if cfg.nonfinite == "skip":
+                row["skipped_steps"] = guard.skipped
             last = index == self.num_stages - 1 and finished == cfg.epochs
             if info.is_main and cfg.eval_every and ((epoch + 1) % cfg.eval_every == 0 or last):
                 self.accuracy = id_accuracy(self.model, recipe, self.benchmark.test, device)

@@ -15,9 +15,12 @@ A run folder holds:
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import platform
 import subprocess
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -39,10 +42,11 @@ from oodlab.config import (
 from oodlab.data.benchmarks import Benchmark
 from oodlab.errors import CheckpointError, ConfigError
 from oodlab.io import (
-    atomic_torch_save,
     atomic_write,
+    atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
+    read_json,
     safe_torch_load,
     sha256_file,
 )
@@ -117,6 +121,7 @@ RESUME_MAY_CHANGE = (
     "train.device",
     "train.quiet",
     "train.tensorboard",
+    "train.nonfinite",
     "data.data_root",
 )
 
@@ -177,6 +182,16 @@ def build_model(
     if recipe is None:
         recipe = build_recipe(method.name, method.options, [1] * num_classes)
     factory = MODELS.get(model.name).factory
+    if model.mean is not None and len(model.mean) != in_channels:
+        raise ConfigError(
+            f"model.mean has {len(model.mean)} values for images of {in_channels} channel(s); "
+            f"give one value per channel (model.std too)"
+        )
+    if model.std is not None and len(model.std) != in_channels:
+        raise ConfigError(
+            f"model.std has {len(model.std)} values for images of {in_channels} channel(s); "
+            "give one value per channel"
+        )
     try:
         backbone: nn.Module = factory(
             num_classes=recipe.num_outputs(num_classes), in_channels=in_channels, **model.options
@@ -214,8 +229,12 @@ def load_weights(model: nn.Module, state: Mapping[str, Tensor], source: str) -> 
 def save_final_model(
     run_dir: Path, model: nn.Module, config: RunConfig, benchmark: Benchmark
 ) -> None:
-    """``model.pt`` (weights only) and ``model.json`` (what rebuilds the model)."""
-    atomic_torch_save(run_dir / "model.pt", model.state_dict())
+    """``model.pt`` (weights only) and ``model.json`` (what rebuilds the model, and the
+    SHA-256 of ``model.pt``, checked on load)."""
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    data = buffer.getvalue()
+    atomic_write_bytes(run_dir / "model.pt", data)
     atomic_write_json(
         run_dir / "model.json",
         {
@@ -225,8 +244,27 @@ def save_final_model(
             "in_channels": benchmark.image_shape[0],
             "image_shape": list(benchmark.image_shape),
             "class_counts": list(benchmark.class_counts),
+            "model_sha256": hashlib.sha256(data).hexdigest(),
         },
     )
+
+
+def check_model_record(weights: Path, spec: Mapping[str, Any]) -> None:
+    """One line if ``model.pt`` does not match the SHA-256 in ``model.json``; a one-line
+    warning if there is no record (a run written before oodlab kept one)."""
+    expected = spec.get("model_sha256")
+    if expected is None:
+        warnings.warn(
+            f"{weights} has no SHA-256 record in model.json (a run written by an older "
+            "oodlab); loaded without an integrity check",
+            stacklevel=3,
+        )
+        return
+    if sha256_file(weights) != expected:
+        raise CheckpointError(
+            f"{weights} is corrupted or was replaced: its SHA-256 does not match the record in "
+            "model.json; it was not loaded (train the run again, or restore the file)"
+        )
 
 
 def load_model_from_run(run_dir: str | Path, device: str | torch.device = "cpu") -> nn.Module:
@@ -243,14 +281,23 @@ def load_model_from_run(run_dir: str | Path, device: str | torch.device = "cpu")
             f"{run_dir} has no model.pt/model.json: the run has not finished; resume it "
             "with `oodlab train CONFIG --run-dir DIR --resume`"
         )
-    spec = json.loads(spec_path.read_text())
-    model = build_model(
-        from_dict(ModelConfig, spec["model"], where="model.json model"),
-        from_dict(MethodConfig, spec["method"], where="model.json method"),
-        int(spec["num_classes"]),
-        int(spec["in_channels"]),
-        build_recipe(spec["method"]["name"], spec["method"]["options"], spec["class_counts"]),
-    )
+    spec = read_json(spec_path, "model record")
+    try:
+        model = build_model(
+            from_dict(ModelConfig, spec["model"], where="model.json model"),
+            from_dict(MethodConfig, spec["method"], where="model.json method"),
+            int(spec["num_classes"]),
+            int(spec["in_channels"]),
+            build_recipe(spec["method"]["name"], spec["method"]["options"], spec["class_counts"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise CheckpointError(
+            f"{spec_path} is not a model record written by `oodlab train` (missing or "
+            f"malformed {exc}); train the run again"
+        ) from None
+    check_model_record(weights, spec)
     load_weights(model, safe_torch_load(weights), str(weights))
     return model.to(device).eval()
 
@@ -270,7 +317,22 @@ def read_log(run_dir: Path) -> list[dict[str, Any]]:
     path = run_dir / "train_log.jsonl"
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    rows = []
+    for number, line in enumerate(lines, 1):
+        try:
+            row = json.loads(line)
+        except ValueError:
+            if number == len(lines):  # cut by a kill mid-append: that epoch was not saved
+                break
+            raise CheckpointError(
+                f"{path}:{number} is not a JSON line (the log is corrupted); delete the bad "
+                "line, or the file to start the log afresh"
+            ) from None
+        if not isinstance(row, dict):
+            raise CheckpointError(f"{path}:{number} is not a JSON object; delete that line")
+        rows.append(row)
+    return rows
 
 
 def _log_line(row: dict[str, Any]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import zlib
 from functools import lru_cache
 from pathlib import Path
 
@@ -57,7 +58,7 @@ def read_idx(path: str | Path, checksums: dict[str, str] | None = SHA256) -> np.
     number of dimensions), one big-endian int32 per dimension, then the data.
     """
     path = Path(path)
-    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    raw = _decompress(path) if path.suffix == ".gz" else path.read_bytes()
     if checksums is not None and path.name in checksums:
         digest = hashlib.sha256(raw).hexdigest()
         if digest != checksums[path.name]:
@@ -75,9 +76,35 @@ def read_idx(path: str | Path, checksums: dict[str, str] | None = SHA256) -> np.
     return data.reshape(shape)
 
 
+MAX_IDX_BYTES = 64 << 20  # the largest file (train images) is 47,040,016 bytes decompressed
+
+
+def _decompress(path: Path, limit: int = MAX_IDX_BYTES) -> bytes:
+    """The gzip payload of ``path``, read in chunks and stopped past ``limit`` bytes; a file
+    that is not gzip, is truncated or expands without end raises one line before anything
+    is parsed (the checksum of the payload is checked right after)."""
+    out = bytearray()
+    try:
+        with gzip.open(path, "rb") as handle:
+            while block := handle.read(1 << 20):
+                out += block
+                if len(out) > limit:
+                    raise DataError(
+                        f"{path} expands past {limit >> 20} MiB: not a Fashion-MNIST IDX file"
+                    )
+    except (OSError, EOFError, zlib.error) as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise ChecksumError(
+            f"{path} is not a complete gzip file ({exc}); the file is damaged, obtain it again"
+        ) from None
+    return bytes(out)
+
+
 def find_fashion_mnist(data_root: str | Path | None) -> Path:
-    """The folder holding the four Fashion-MNIST files: ``data_root``, its ``fashion-mnist/``
-    sub-folder, or Debian's location."""
+    """The folder holding the four Fashion-MNIST files: with ``data_root``, that folder or its
+    ``fashion-mnist/`` or ``FashionMNIST/raw/`` sub-folder, and nowhere else (a given root is
+    used or refused, never replaced by the system copy); without one, Debian's location."""
     candidates = []
     if data_root is not None:
         candidates += [
@@ -85,7 +112,8 @@ def find_fashion_mnist(data_root: str | Path | None) -> Path:
             Path(data_root) / "fashion-mnist",
             Path(data_root) / "FashionMNIST" / "raw",
         ]
-    candidates.append(DEBIAN_DIR)
+    else:
+        candidates.append(DEBIAN_DIR)
     names = [name for pair in FILES.values() for name in pair]
     for folder in candidates:
         if all((folder / name).is_file() for name in names):

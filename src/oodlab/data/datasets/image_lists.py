@@ -7,11 +7,16 @@
   folder, sorted, labelled ``-1``.
 
 Images are decoded with PIL when read; one that fails to decode raises an error naming it.
+A listed path must stay inside the root: ``..`` that climbs out of it is refused, and so is an
+absolute path unless ``allow_absolute=True`` (or ``OODLAB_ALLOW_ABSOLUTE_PATHS=1``) says the
+list may point anywhere.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import posixpath
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +31,29 @@ from oodlab.data import register_dataset
 from oodlab.errors import DataError, DatasetNotFoundError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+ALLOW_ABSOLUTE_ENV = "OODLAB_ALLOW_ABSOLUTE_PATHS"
+
+
+def check_listed_paths(paths: Sequence[str], root: Path, name: str, allow_absolute: bool) -> None:
+    """One line for the first listed path that leaves ``root`` (``..``) or, unless allowed,
+    is absolute. Lexical, so it costs no file-system call per image."""
+    allow_absolute = allow_absolute or os.environ.get(ALLOW_ABSOLUTE_ENV, "") not in ("", "0")
+    for number, path in enumerate(paths, 1):
+        text = path.replace("\\", "/")
+        if posixpath.isabs(text) or (len(text) > 1 and text[1] == ":"):
+            if allow_absolute:
+                continue
+            raise DataError(
+                f"{name}: entry {number} is an absolute path ({path}); image lists hold paths "
+                f"relative to the data root {root} (set {ALLOW_ABSOLUTE_ENV}=1 to allow absolute "
+                "ones)"
+            )
+        normal = posixpath.normpath(text)
+        if normal == ".." or normal.startswith("../"):
+            raise DataError(
+                f"{name}: entry {number} ({path}) points outside the data root {root}; listed "
+                "paths must stay inside it"
+            )
 
 
 def load_image(path: Path) -> Tensor:
@@ -48,9 +76,11 @@ class ImageListDataset(Dataset[tuple[Tensor, int]]):
         labels: Sequence[int],
         transform: Callable[[Tensor], Tensor] | None = None,
         name: str = "image-list",
+        allow_absolute: bool = False,
     ) -> None:
         self.root = Path(root)
         self.paths = list(paths)
+        check_listed_paths(self.paths, self.root, name, allow_absolute)
         self.targets = torch.as_tensor(list(labels), dtype=torch.long)
         self.transform = transform
         self.name = name

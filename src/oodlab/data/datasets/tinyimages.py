@@ -31,7 +31,13 @@ def tinyimages_300k(data_root: str | Path, num_images: int | None = 30000) -> Te
             "tinyimages80m/ sub-folder; it is the "
             "'300K random images' release of Outlier Exposure (Hendrycks et al. 2019)"
         )
-    array = np.load(path, mmap_mode="r", allow_pickle=False)
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:  # object arrays, truncated, not an .npy
+        raise DataError(
+            f"{path} is not a readable uint8 .npy array ({str(exc).splitlines()[0]}); "
+            "obtain the file again"
+        ) from None
     if array.dtype != np.uint8 or array.ndim != 4 or array.shape[1:] != (32, 32, 3):
         raise DataError(f"{path} holds {array.dtype} {array.shape}; expected uint8 (N, 32, 32, 3)")
     rows = array[: num_images if num_images is not None else len(array)]

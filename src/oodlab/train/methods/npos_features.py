@@ -42,6 +42,7 @@ from oodlab.config import RunConfig, check, from_dict, load_config, save_resolve
 from oodlab.errors import ConfigError, DataError, OodlabError
 from oodlab.eval.metrics import ood_metrics
 from oodlab.io import atomic_torch_save, atomic_write_json, sha256_file
+from oodlab.locks import locks_folder
 from oodlab.losses.npos import NPOSFeatureLoss
 from oodlab.models.heads import BinaryDiscriminator
 from oodlab.scores._features import l2_normalize
@@ -129,6 +130,7 @@ class NPOSFeaturesRecipe(Recipe):
         )
 
 
+@locks_folder("out_dir")
 def train_on_features(
     config: RunConfig | str | Path,
     out_dir: str | Path,
