@@ -4,9 +4,10 @@ whole run, and a check that an output folder can be written before any work star
 A second process that asks for a held folder fails at once with one line naming the holder's
 pid. The kernel drops the lock when its process dies, however it dies, so the file a killed run
 leaves behind (with its dead pid) is a stale lock that the next run takes over without asking.
-Releasing removes the lock file (and the folder, when the lock created it and nothing else was
-written), after checking, on acquiring, that the locked file is still the one at the path, so a
-release racing with a newcomer never lets two processes hold the same folder.
+Taking a folder removes the ``.*.tmp`` files an interrupted atomic write left in it (no live
+writer can own them then). Releasing removes the lock file (and the folder, when the lock
+created it and nothing else was written); on acquiring, a check that the locked file is still
+the one at the path keeps a release racing with a newcomer from letting two processes in.
 
 Locks are re-entrant within one process (the bench holds its folder while it trains runs in
 sub-folders, and a library caller may nest ``train`` in its own lock). ``flock`` needs a local
@@ -117,6 +118,7 @@ def acquire(folder: str | Path, what: str = "run folder", hint: str = "--run-dir
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
     _HELD[path] = (fd, 1, created)
+    remove_stale_temporaries(path)  # ours now: what an interrupted write left goes
     return path
 
 

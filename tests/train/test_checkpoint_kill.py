@@ -9,6 +9,7 @@ import warnings
 import pytest
 import torch
 
+from oodlab.locks import folder_lock
 from oodlab.train import checkpoint
 from oodlab.train.guards import prepare_run_dir
 
@@ -105,6 +106,7 @@ def test_stale_temporaries_are_removed_when_a_run_starts(tmp_path):
     stale.write_bytes(b"\0" * 1024)
     keep = run / "notes.txt"
     keep.write_text("mine")
-    prepare_run_dir(run, RunConfig(), resume=False, files=("checkpoint.pt", "model.pt"))
+    with folder_lock(run):  # as every run, bench and evaluation takes its folder
+        prepare_run_dir(run, RunConfig(), resume=False, files=("checkpoint.pt", "model.pt"))
     assert not stale.exists()
     assert keep.read_text() == "mine"

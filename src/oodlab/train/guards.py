@@ -13,7 +13,6 @@ from pathlib import Path
 
 from oodlab.config import RunConfig, check_call_options, from_dict
 from oodlab.errors import ConfigError
-from oodlab.locks import remove_stale_temporaries
 from oodlab.models import MODELS
 from oodlab.train.recipes import METHODS
 from oodlab.train.run import check_same_config, load_run_config, refuse_existing_run
@@ -52,10 +51,9 @@ def check_run_config(config: RunConfig) -> None:
 
 
 def prepare_run_dir(run_dir: Path, config: RunConfig, resume: bool, files: Sequence[str]) -> None:
-    """Under the folder's lock: drop the temporaries of an interrupted write, then refuse a
+    """Under the folder's lock (which drops the temporaries of an interrupted write): refuse a
     folder that holds a run (without ``resume``), or, with ``resume``, one that holds none or
     holds a run of another config."""
-    remove_stale_temporaries(run_dir)
     if not resume:
         refuse_existing_run(run_dir, files)
         return
