@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import inspect
 import math
 import re
 import types
@@ -258,41 +257,6 @@ def save_resolved(config: Any, path: str | Path) -> Path:
     return atomic_write_text(path, dump_yaml(config))
 
 
-def check_call_options(
-    fn: Any, options: Mapping[str, Any], where: str, skip: Sequence[str] = ()
-) -> dict[str, Any]:
-    """``options`` checked against ``fn``'s signature: unknown names (with the nearest valid
-    one) and values of the wrong type (by its annotations) raise one line, before ``fn`` runs.
-    Returns the options with lossless conversions applied (an int where a float is expected)."""
-    try:
-        signature = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return dict(options)
-    params = {
-        name: p
-        for name, p in signature.parameters.items()
-        if name not in skip and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-    }
-    takes_any = any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values())
-    try:
-        hints = get_type_hints(fn.__init__ if inspect.isclass(fn) else fn)
-    except Exception:  # an annotation that does not resolve: check names only
-        hints = {}
-    checked: dict[str, Any] = {}
-    for key, value in options.items():
-        if key not in params:
-            if takes_any:
-                checked[key] = value
-                continue
-            close = difflib.get_close_matches(str(key), list(params), n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            valid = ", ".join(sorted(params)) or "none"
-            raise ConfigError(f"{where}: unknown option {key!r}.{hint} Valid options: {valid}.")
-        hint_tp = hints.get(key)
-        checked[key] = value if hint_tp is None else _coerce(value, hint_tp, f"{where}.{key}")
-    return checked
-
-
 def check(condition: bool, message: str) -> None:
     """Raise ``ConfigError(message)`` unless ``condition`` holds (for ``__post_init__``)."""
     if not condition:
@@ -302,7 +266,6 @@ def check(condition: bool, message: str) -> None:
 __all__ = [
     "apply_overrides",
     "check",
-    "check_call_options",
     "dump_yaml",
     "from_dict",
     "load_config",

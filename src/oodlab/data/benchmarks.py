@@ -19,8 +19,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from oodlab.config import check_call_options
 from oodlab.errors import ConfigError
+from oodlab.options import check_call_options
 from oodlab.registry import Registry
 
 BENCHMARKS: Registry[Benchmark] = Registry("benchmark")

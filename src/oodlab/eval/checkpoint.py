@@ -90,11 +90,12 @@ def load_checkpoint_model(
         if args.model and args.format:
             raise ConfigError("give --model (an oodlab state dict) or --format, not both")
         return _load_released(args, num_classes, in_channels)
-    from oodlab.config import apply_overrides, check_call_options
+    from oodlab.config import apply_overrides
     from oodlab.io import safe_torch_load
     from oodlab.models import MODELS
     from oodlab.models.normalization import attach_normalization
     from oodlab.models.pretrained import state_dict_mismatch
+    from oodlab.options import check_call_options
 
     options = apply_overrides({}, args.model_set)
     known, stats = normalization_of(args, options)

@@ -61,7 +61,9 @@ def add_eval_parser(sub: Any) -> None:
         help="where the extracted logits/features are cached, one file per (weights, "
         "dataset); delete it to free space",
     )
-    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the benchmark and tuning splits")
+    p.add_argument(
+        "--seed", type=nonnegative_int, default=0, help="seed of the benchmark and tuning splits"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_eval)
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from oodlab.config import RunConfig, check_call_options, from_dict
+from oodlab.config import RunConfig, from_dict
 from oodlab.errors import ConfigError
 from oodlab.models import MODELS
+from oodlab.options import check_call_options
 from oodlab.train.recipes import METHODS
 from oodlab.train.run import check_same_config, load_run_config, refuse_existing_run
 
