@@ -172,14 +172,23 @@ def trends_markdown(checked: list[dict[str, Any]]) -> list[str]:
     the paired difference over seeds (mean ± sample std)."""
     if not checked:
         return []
-    lines = [
-        "## Trends expected from the papers",
-        "",
-        f"Judged on every listed metric, {NOISE_RULE}; Δ = expected − baseline, in points.",
-        "",
-    ]
+    paired = any("metrics" in c for c in checked)
+    rule = (
+        f"Judged on every listed metric, {NOISE_RULE}; Δ = expected − baseline, in points."
+        if paired
+        else "Checked before oodlab judged trends paired over seeds: one metric each, means "
+        "only; `oodlab bench` again gives the paired checks."
+    )
+    lines = ["## Trends expected from the papers", "", rule, ""]
     for c in checked:
-        if "metrics" not in c:  # a summary written before the paired checks
+        if "metrics" not in c:  # a summary written before the paired checks: one metric
+            mark = "✓ reproduced" if c.get("holds") else "✗ not reproduced"
+            lines.append(
+                f"- {mark}: {c['claim']} — {c['metric']} "
+                f"{percent(c['expected_value'])} ({'/'.join(c['expected'])}) vs "
+                f"{percent(c['baseline_value'])} ({'/'.join(c['baseline'])}); "
+                f"source: {c['source']}"
+            )
             continue
         parts = "; ".join(_metric_text(k, m) for k, m in c["metrics"].items())
         lines.append(
