@@ -382,7 +382,9 @@ class TrainConfig:
         device: ``auto`` (CUDA if available), ``cpu``, ``cuda``, ``cuda:N``, ``mps``.
         amp: mixed precision; ``null`` = on for CUDA, off on the CPU.
         amp_dtype: ``bfloat16`` (no loss scaling) or ``float16`` (with a gradient scaler).
-        channels_last, compile: speed options (NHWC memory layout; ``torch.compile``).
+        channels_last: NHWC memory layout; ``null`` = on for CUDA, off elsewhere (the loop
+            also turns cuDNN autotuning and fused Adam/SGD on for CUDA).
+        compile: ``torch.compile`` the model.
         eval_every: ID test accuracy every this many epochs (0 = only at the end).
         log_every: also log every this many steps (0 = once per epoch).
         seed: seed of initialisation, batch order and augmentation.
@@ -411,7 +413,7 @@ class TrainConfig:
     device: str = "auto"
     amp: bool | None = None
     amp_dtype: Literal["bfloat16", "float16"] = "bfloat16"
-    channels_last: bool = False
+    channels_last: bool | None = None
     compile: bool = False
     eval_every: int = 1
     log_every: int = 0

@@ -79,6 +79,11 @@ def id_accuracy(
     return correct / max(total, 1)
 
 
+def uses_channels_last(option: bool | None, device: torch.device) -> bool:
+    """``channels_last``: the option if set, else on for CUDA (NHWC convolutions), off elsewhere."""
+    return device.type == "cuda" if option is None else bool(option)
+
+
 def train(config: RunConfig, run_dir: str | Path, resume: bool = False) -> TrainResult:
     """Train ``config`` into ``run_dir``; with ``resume``, continue from its last checkpoint.
 
@@ -122,7 +127,11 @@ class _Run:
             self.recipe,
             pretrained=True,
         ).to(device)
-        if config.train.channels_last:
+        # GPU defaults: NHWC layout and cuDNN autotuning (fixed input shapes) on CUDA.
+        self.channels_last = uses_channels_last(config.train.channels_last, device)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
         self.images = 0
@@ -212,7 +221,9 @@ class _Run:
                 )
             size = stage.aux_batch_size or data.aux_batch_size or global_batch
             loader = IdAuxLoader(id_loader, self._loader(aux_set, size, index, 1, 1))
-        optimizer = build_optimizer(recipe.param_groups(self.model, cfg), cfg)
+        optimizer = build_optimizer(
+            recipe.param_groups(self.model, cfg), cfg, fused=device.type == "cuda"
+        )
         scheduler = build_scheduler(optimizer, len(id_loader), cfg)
         amp = cfg.amp if cfg.amp is not None else device.type == "cuda"
         dtype = torch.float16 if cfg.amp_dtype == "float16" else torch.bfloat16
@@ -253,7 +264,7 @@ class _Run:
             for i, item in enumerate(bar):
                 (x, y), x_aux = item if stage.uses_aux else (item, None)
                 views = as_views(x, device)
-                if cfg.channels_last:
+                if self.channels_last:
                     views = [v.contiguous(memory_format=torch.channels_last) for v in views]
                 aux = None if x_aux is None else as_views(x_aux[0], device)[0]
                 y = y.to(device, non_blocking=True)

@@ -44,16 +44,26 @@ def lr_factor(step: int, steps_per_epoch: int, config: TrainConfig) -> float:
     return 1.0
 
 
-def build_optimizer(groups: list[dict[str, Any]], config: TrainConfig) -> torch.optim.Optimizer:
-    """Adam or SGD over parameter groups that carry their own ``lr``."""
+def build_optimizer(
+    groups: list[dict[str, Any]], config: TrainConfig, *, fused: bool = False
+) -> torch.optim.Optimizer:
+    """Adam or SGD over parameter groups that carry their own ``lr``.
+
+    ``fused``: the single-kernel CUDA implementation (``fused=True``, same update rule), used
+    by the loop on CUDA; ignored where the parameters are not all floating-point CUDA tensors.
+    """
+    params = [p for g in groups for p in g["params"]]
+    fused = fused and bool(params) and all(p.is_cuda and p.is_floating_point() for p in params)
+    extra: dict[str, Any] = {"fused": True} if fused else {}
     if config.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay)
+        return torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay, **extra)
     return torch.optim.SGD(
         groups,
         lr=config.lr,
         momentum=config.momentum,
         nesterov=config.nesterov and config.momentum > 0,
         weight_decay=config.weight_decay,
+        **extra,
     )
 
 
