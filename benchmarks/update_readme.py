@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from oodlab.bench import HEADER, table_rows
-from oodlab.bench_report import near_far_header, near_far_rows, per_set_table, ranking_table
-from oodlab.bench_trends import trends_markdown
+from oodlab.bench.report import near_far_header, near_far_rows, per_set_table, ranking_table
+from oodlab.bench.trends import trends_markdown
 from oodlab.eval.report import markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,8 +8,8 @@ import re
 import numpy as np
 import pytest
 
-from oodlab.bench_latex import LAYOUTS, latex_escape, summary_tex
-from oodlab.bench_stats import mean_std, paired_difference, ranking
+from oodlab.bench.latex import LAYOUTS, latex_escape, summary_tex
+from oodlab.bench.stats import mean_std, paired_difference, ranking
 from oodlab.errors import ConfigError
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from oodlab.bench_stats import mean_std
-from oodlab.bench_trends import check_trends, trends_markdown
+from oodlab.bench.stats import mean_std
+from oodlab.bench.trends import check_trends, trends_markdown
 
 SEEDS = (0, 1, 2)
 

@@ -83,7 +83,7 @@ def test_debug_shows_the_traceback(tmp_path, capsys, monkeypatch):
 
 
 def test_demo_as_root_says_it_installs_first_and_can_be_told_not_to(monkeypatch, capsys):
-    import oodlab.bench_cli as bench_cli
+    import oodlab.bench.cli as bench_cli
     import oodlab.data.datasets.idx as idx
 
     def missing(root):

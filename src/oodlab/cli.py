@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_list.add_argument("family", choices=sorted(_families()), help="which registry to list")
     p_list.set_defaults(func=cmd_list)
 
-    from oodlab.bench_cli import add_bench_parsers
+    from oodlab.bench.cli import add_bench_parsers
     from oodlab.eval.cli import add_eval_parser
     from oodlab.train.cli import add_train_parser
 

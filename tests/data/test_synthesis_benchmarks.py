@@ -15,9 +15,9 @@ from PIL import Image
 
 from oodlab.data import build_benchmark
 from oodlab.data.benchmarks import TensorImageDataset
+from oodlab.data.benchmarks.synthesis import ASCOOD_FAR
 from oodlab.data.datasets.ascood_lists import ASCOOD_NEAR
 from oodlab.data.datasets.imagenet_folders import NPOS_IMAGENET100
-from oodlab.data.synthesis_benchmarks import ASCOOD_FAR
 from oodlab.errors import ConfigError, DataError, DatasetNotFoundError
 
 

@@ -163,8 +163,8 @@ def test_mos_frozen_backbone_trains_only_the_group_head(tmp_path):
     torch.manual_seed(0)
     train(cfg, run)
     model = load_model_from_run(run)
-    from oodlab.train.checkpoint import seed_everything
     from oodlab.train.run import build_model
+    from oodlab.train.seeding import seed_everything
 
     seed_everything(cfg.train.seed)
     fresh = build_model(cfg.model, cfg.method, 4, 1)

@@ -4,27 +4,9 @@ Importing this package registers every dataset in :data:`DATASETS` and every ben
 preset in :data:`BENCHMARKS`.
 """
 
-from oodlab.registry import Registry
-
-DATASETS: Registry = Registry("dataset")
-register_dataset = DATASETS.register
-
-# The registries above must exist before these imports. These modules register the presets
-# (paper_benchmarks: cifar*_lt, imagenet_lt; the others: ASCOOD / NPOS / MOS).
-from oodlab.data import (  # noqa: E402
-    imagenet_benchmarks,
-    openood_benchmarks,
-    paper_benchmarks,
-    synthesis_benchmarks,
-)
-from oodlab.data.benchmarks import (  # noqa: E402  (the registries above must exist first)
-    BENCHMARKS,
-    Benchmark,
-    TensorImageDataset,
-    build_benchmark,
-    register_benchmark,
-)
-from oodlab.data.datasets import (  # noqa: E402
+from oodlab.data import benchmarks  # registers every benchmark preset
+from oodlab.data.benchmarks import BENCHMARKS, Benchmark, build_benchmark, register_benchmark
+from oodlab.data.datasets import (
     ascood_lists,
     bundled,
     cifar,
@@ -38,12 +20,19 @@ from oodlab.data.datasets import (  # noqa: E402
     synthetic,
     tinyimages,
 )
+from oodlab.data.datasets.base import DATASETS, TensorImageDataset, register_dataset
+from oodlab.data.loaders import DeviceBatchLoader, EpochLoader, IdAuxLoader
+from oodlab.data.longtail import LongTail, longtail_counts, longtail_indices
+from oodlab.data.samplers import ClassBalancedSampler, EpochSampler
+from oodlab.data.transforms import (
+    TRANSFORM_PRESETS,
+    ColorJitterLite,
+    MultiView,
+    build_transform,
+)
 
 _modules = [
-    paper_benchmarks,
-    synthesis_benchmarks,
-    openood_benchmarks,
-    imagenet_benchmarks,
+    benchmarks,
     ascood_lists,
     bundled,
     cifar,
@@ -57,16 +46,6 @@ _modules = [
     synthetic,
     tinyimages,
 ]
-
-from oodlab.data.loaders import DeviceBatchLoader, EpochLoader, IdAuxLoader  # noqa: E402
-from oodlab.data.longtail import LongTail, longtail_counts, longtail_indices  # noqa: E402
-from oodlab.data.samplers import ClassBalancedSampler, EpochSampler  # noqa: E402
-from oodlab.data.transforms import (  # noqa: E402
-    TRANSFORM_PRESETS,
-    ColorJitterLite,
-    MultiView,
-    build_transform,
-)
 
 __all__ = [
     "BENCHMARKS",

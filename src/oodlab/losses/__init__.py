@@ -3,12 +3,7 @@
 Importing this package registers every loss in :data:`LOSSES`.
 """
 
-from oodlab.registry import Registry
-
-LOSSES: Registry = Registry("loss")
-register_loss = LOSSES.register
-
-from oodlab.losses import (  # noqa: E402  (the registry must exist first)
+from oodlab.losses import (
     ascood,
     bindisc,
     ce,
@@ -20,6 +15,7 @@ from oodlab.losses import (  # noqa: E402  (the registry must exist first)
     pascl,
     patt,
 )
+from oodlab.losses.base import LOSSES, register_loss
 
 __all__ = ["LOSSES", "register_loss"]
 

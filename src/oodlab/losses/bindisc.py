@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from oodlab.losses import register_loss
+from oodlab.losses.base import register_loss
 
 
 def binary_discrimination(id_logit: Tensor, aux_logit: Tensor) -> Tensor:

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from oodlab.errors import ConfigError
-from oodlab.losses import register_loss
+from oodlab.losses.base import register_loss
 
 
 def energy_hinges(id_logits: Tensor, aux_logits: Tensor, m_in: float, m_out: float) -> Tensor:

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from oodlab.errors import DataError
-from oodlab.losses import register_loss
+from oodlab.losses.base import register_loss
 from oodlab.scores.mos import group_slices
 
 

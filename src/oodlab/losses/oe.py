@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from oodlab.losses import register_loss
+from oodlab.losses.base import register_loss
 
 
 def outlier_exposure(logits: Tensor) -> Tensor:

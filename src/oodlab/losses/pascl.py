@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from oodlab.errors import ConfigError
-from oodlab.losses import register_loss
+from oodlab.losses.base import register_loss
 from oodlab.losses.oe import outlier_exposure
 
 

@@ -13,7 +13,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from oodlab.errors import ConfigError
-from oodlab.losses import register_loss
+from oodlab.losses.base import register_loss
 from oodlab.losses.oe import outlier_exposure
 
 # Debye's uniform asymptotic expansion of I_ν(νz) (DLMF 10.41.3, polynomials 10.41.10),

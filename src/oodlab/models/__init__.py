@@ -4,15 +4,7 @@ Importing this package registers every model in :data:`MODELS` and every head ki
 :data:`~oodlab.models.heads.HEADS`.
 """
 
-from collections.abc import Callable
-from typing import Any
-
-from oodlab.registry import Registry
-
-MODELS: Registry = Registry("model")
-register_model: Callable[..., Callable[[Any], Any]] = MODELS.register
-
-from oodlab.models import (  # noqa: E402  (the registry must exist first)
+from oodlab.models import (
     bit,
     heads,
     released,
@@ -20,10 +12,11 @@ from oodlab.models import (  # noqa: E402  (the registry must exist first)
     small_cnn,
     torchvision_resnet,
 )
-from oodlab.models.heads import HEADS, WithHeads, attach_heads  # noqa: E402
-from oodlab.models.normalization import input_normalization  # noqa: E402
-from oodlab.models.pretrained import load_pretrained  # noqa: E402
-from oodlab.models.released import load_released_state_dict  # noqa: E402
+from oodlab.models.base import MODELS, register_model
+from oodlab.models.heads import HEADS, WithHeads, attach_heads
+from oodlab.models.normalization import input_normalization
+from oodlab.models.pretrained import load_pretrained
+from oodlab.models.released import load_released_state_dict
 
 __all__ = [
     "HEADS",

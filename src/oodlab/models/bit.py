@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from oodlab.errors import ConfigError
-from oodlab.models import register_model
+from oodlab.models.base import register_model
 
 #: BiT's epsilon inside the weight standardisation (its TF and PyTorch code).
 WS_EPS = 1e-10

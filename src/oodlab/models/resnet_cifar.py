@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from oodlab.models import register_model
+from oodlab.models.base import register_model
 
 
 class BasicBlock(nn.Module):

@@ -7,7 +7,7 @@ from typing import Literal
 from torch import Tensor, nn
 
 from oodlab.errors import ConfigError
-from oodlab.models import register_model
+from oodlab.models.base import register_model
 
 Norm = Literal["batch", "group", "none"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 from torchvision.models import resnet
 
-from oodlab.models import register_model
+from oodlab.models.base import register_model
 
 
 class TorchvisionResNet(resnet.ResNet):

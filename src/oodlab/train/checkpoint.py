@@ -169,10 +169,3 @@ def set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state(("MT19937", keys, state["numpy_pos"], 0, 0.0))  # noqa: NPY002
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python's, numpy's (legacy global) and torch's generators."""
-    random.seed(seed)
-    np.random.seed(seed)  # noqa: NPY002  (the legacy global state other code may draw from)
-    torch.manual_seed(seed)

@@ -50,6 +50,7 @@ from oodlab.train.run import (
     save_final_model,
     write_run_files,
 )
+from oodlab.train.seeding import seed_everything
 
 
 @dataclass
@@ -118,7 +119,7 @@ class _Run:
         )
         counts = self.benchmark.class_counts
         self.recipe = build_recipe(config.method.name, config.method.options, counts)
-        checkpoint.seed_everything(config.train.seed)
+        seed_everything(config.train.seed)
         model = build_model(
             config.model,
             config.method,

@@ -299,8 +299,6 @@ def build_recipe(name: str, options: Mapping[str, Any], class_counts: Sequence[i
     return recipe
 
 
-from oodlab.train import methods  # noqa: E402  (registers the recipes; needs METHODS above)
-
 __all__ = [
     "METHODS",
     "Batch",
@@ -311,6 +309,5 @@ __all__ = [
     "TrainView",
     "build_recipe",
     "forward_concat",
-    "methods",
     "register_method",
 ]

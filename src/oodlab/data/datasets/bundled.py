@@ -9,8 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from oodlab.data import register_dataset
-from oodlab.data.benchmarks import TensorImageDataset
+from oodlab.data.datasets.base import TensorImageDataset, register_dataset
 
 # Photographs bundled in scikit-image's wheel (no pooch download needed).
 PHOTOS = (

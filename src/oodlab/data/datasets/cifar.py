@@ -17,8 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from oodlab.data import register_dataset
-from oodlab.data.benchmarks import TensorImageDataset
+from oodlab.data.datasets.base import TensorImageDataset, register_dataset
 from oodlab.data.longtail import LongTail, Profile, Rule, longtail_indices
 from oodlab.errors import ChecksumError, DataError, DatasetNotFoundError
 from oodlab.io import md5_file

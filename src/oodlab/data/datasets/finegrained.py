@@ -17,7 +17,6 @@ from typing import Any, Literal
 import numpy as np
 from torch import Tensor
 
-from oodlab.data import register_dataset
 from oodlab.data.datasets._files import (
     ImageTable,
     check_id_classes,
@@ -25,6 +24,7 @@ from oodlab.data.datasets._files import (
     root_candidates,
     seeded_class_split,
 )
+from oodlab.data.datasets.base import register_dataset
 from oodlab.errors import DataError
 
 Role = Literal["id", "ood", "all"]

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from torch import Tensor
 
-from oodlab.data import register_dataset
 from oodlab.data.datasets._files import dataset_missing, root_candidates
+from oodlab.data.datasets.base import register_dataset
 from oodlab.data.datasets.image_lists import IMAGE_SUFFIXES, ImageListDataset, read_image_folder
 from oodlab.errors import DataError
 

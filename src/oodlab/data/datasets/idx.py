@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from oodlab.data import register_dataset
-from oodlab.data.benchmarks import TensorImageDataset
+from oodlab.data.datasets.base import TensorImageDataset, register_dataset
 from oodlab.errors import ChecksumError, DataError, DatasetNotFoundError
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")

@@ -15,8 +15,8 @@ from typing import Literal
 
 from torch import Tensor
 
-from oodlab.data import register_dataset
 from oodlab.data.datasets._files import dataset_missing, root_candidates
+from oodlab.data.datasets.base import register_dataset
 from oodlab.data.datasets.image_lists import IMAGE_SUFFIXES, ImageListDataset
 from oodlab.errors import DataError
 

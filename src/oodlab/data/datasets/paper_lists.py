@@ -15,8 +15,8 @@ from typing import Literal
 
 from torch import Tensor
 
-from oodlab.data import register_dataset
 from oodlab.data.datasets._files import ImageTable, dataset_missing, find_dir, root_candidates
+from oodlab.data.datasets.base import register_dataset
 from oodlab.data.datasets.image_lists import ImageListDataset, read_image_list, read_sc_ood_list
 from oodlab.errors import DataError
 

@@ -16,8 +16,8 @@ from typing import Literal
 
 from torch import Tensor
 
-from oodlab.data import register_dataset
 from oodlab.data.datasets._files import ImageTable, find_dir, root_candidates
+from oodlab.data.datasets.base import register_dataset
 from oodlab.errors import DataError
 
 Split = Literal["train", "val", "test", "all"]

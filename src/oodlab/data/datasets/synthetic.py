@@ -12,8 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from oodlab.data import register_dataset
-from oodlab.data.benchmarks import TensorImageDataset
+from oodlab.data.datasets.base import TensorImageDataset, register_dataset
 from oodlab.errors import DataError
 
 

@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from oodlab.data import register_dataset
-from oodlab.data.benchmarks import TensorImageDataset
+from oodlab.data.datasets.base import TensorImageDataset, register_dataset
 from oodlab.errors import DataError, DatasetNotFoundError
 
 FILE = "300K_random_images.npy"

@@ -28,7 +28,6 @@ from typing import Any
 
 from torch import Tensor
 
-from oodlab.models.converters import Converted, key_matcher, register_format, strip
 from oodlab.models.converters._resnet import (
     BN,
     CIFAR_BODY,
@@ -38,6 +37,7 @@ from oodlab.models.converters._resnet import (
     is_cifar_stem,
     torchvision_resnet,
 )
+from oodlab.models.converters.base import Converted, key_matcher, register_format, strip
 
 _BODY = (CIFAR_BODY, rf"linear\.{LINEAR}", TORCHVISION_BODY, rf"fc\.{LINEAR}")
 _PROJECTION = rf"projection\.[02]\.{LINEAR}"

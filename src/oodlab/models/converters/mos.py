@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from oodlab.errors import CheckpointError, ConfigError
-from oodlab.models.converters import Converted, key_matcher, register_format, strip
+from oodlab.models.converters.base import Converted, key_matcher, register_format, strip
 
 _UNIT = re.compile(r"body\.block([1-4])\.unit(\d+)\.(.+)")
 _UNIT_LEAF = r"(gn[123]\.(weight|bias)|conv[123]\.weight|downsample\.weight)"

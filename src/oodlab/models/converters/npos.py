@@ -25,13 +25,13 @@ from typing import Any
 
 from torch import Tensor
 
-from oodlab.models.converters import Converted, key_matcher, register_format, strip
 from oodlab.models.converters._resnet import (
     CIFAR_BODY,
     LINEAR,
     cifar_normalization,
     cifar_resnet,
 )
+from oodlab.models.converters.base import Converted, key_matcher, register_format, strip
 
 PARALLEL = r"(module\.)?"
 

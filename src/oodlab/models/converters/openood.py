@@ -22,7 +22,6 @@ from typing import Any
 
 from torch import Tensor
 
-from oodlab.models.converters import Converted, key_matcher, register_format, strip
 from oodlab.models.converters._resnet import (
     CIFAR_BODY,
     LINEAR,
@@ -32,6 +31,7 @@ from oodlab.models.converters._resnet import (
     is_cifar_stem,
     torchvision_resnet,
 )
+from oodlab.models.converters.base import Converted, key_matcher, register_format, strip
 
 OPENOOD = "Zhang et al. (OpenOOD v1.5), arXiv:2306.09301"
 

@@ -61,6 +61,7 @@ from oodlab.train.run import (
     refuse_existing_run,
     rewrite_log,
 )
+from oodlab.train.seeding import seed_everything
 
 PAPER = "Tao, Du, Zhu & Li (NPOS), ICLR 2023, arXiv:2303.02966"
 _TERMS = ("loss", "cls", "open")
@@ -184,7 +185,7 @@ def train_on_features(
     tc = config.train
     auto = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(auto if tc.device == "auto" else tc.device)
-    checkpoint.seed_everything(tc.seed)
+    seed_everything(tc.seed)
     tail = FeatureTail(x.shape[1], text.shape[1], opts.tail_blocks, opts.tail_hidden).to(device)
     phi = BinaryDiscriminator(text.shape[1], opts.mlp_hidden).to(device)
     groups = [{"params": list(tail.parameters()), "lr": tc.lr}]

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from oodlab.data.benchmarks import Benchmark, register_benchmark
+from oodlab.data.benchmarks.base import Benchmark, register_benchmark
 
 
 def _cifar_lt_benchmark(

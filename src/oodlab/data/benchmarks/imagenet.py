@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 from torch.utils.data import Dataset
 
-from oodlab.data.benchmarks import Benchmark, register_benchmark
-from oodlab.data.synthesis_benchmarks import (
+from oodlab.data.benchmarks.base import Benchmark, register_benchmark
+from oodlab.data.benchmarks.synthesis import (
     Transform,
     _cap,
     _counts,

@@ -69,7 +69,7 @@ FMNIST_METHODS: tuple[BenchMethod, ...] = (
 # NPOS, ASCOOD and MOS take their CPU-sized settings from configs/fmnist_lt/ (same budget).
 FMNIST_METHODS += tuple(
     BenchMethod(
-        label, (), score, Path(__file__).resolve().parents[2] / f"configs/fmnist_lt/{label}.yaml"
+        label, (), score, Path(__file__).resolve().parents[3] / f"configs/fmnist_lt/{label}.yaml"
     )
     for label, score in (("npos", "knn"), ("ascood", "iodin"), ("mos", "mos"))
 )
@@ -130,7 +130,7 @@ _preset(
 )
 
 
-CONFIGS_DIR = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS_DIR = Path(__file__).resolve().parents[3] / "configs"
 
 
 def methods_from_configs(

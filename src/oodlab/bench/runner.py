@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from oodlab.bench_figures import write_bench_figures
-from oodlab.bench_presets import PRESETS, BenchMethod, BenchPreset
-from oodlab.bench_report import HEADER, METRICS, SET_METRICS, table_rows, write_summary
-from oodlab.bench_stats import NOISE_RULE, mean_std, ranking
-from oodlab.bench_trends import check_trends
+from oodlab.bench.figures import write_bench_figures
+from oodlab.bench.presets import PRESETS, BenchMethod, BenchPreset
+from oodlab.bench.report import HEADER, METRICS, SET_METRICS, table_rows, write_summary
+from oodlab.bench.stats import NOISE_RULE, mean_std, ranking
+from oodlab.bench.trends import check_trends
 from oodlab.config import RunConfig, apply_overrides, from_dict, load_yaml, to_dict
 from oodlab.errors import ConfigError
 from oodlab.io import read_json
@@ -62,7 +62,7 @@ def run_bench(
     train_missing: bool = True,
 ) -> dict[str, Any]:
     """Train and evaluate every method of the preset; returns the summary (also written, with
-    ``summary.tex`` in the column ``layout`` of :data:`oodlab.bench_latex.LAYOUTS`).
+    ``summary.tex`` in the column ``layout`` of :data:`oodlab.bench.latex.LAYOUTS`).
 
     ``train_missing=False`` evaluates and summarises only the runs that finished training
     (``model.pt``), e.g. while another process is still training the rest; the summary lists

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from oodlab.bench_stats import lower_is_better
+from oodlab.bench.stats import lower_is_better
 from oodlab.errors import ConfigError
 
 __all__ = ["LAYOUTS", "latex_escape", "summary_tex"]

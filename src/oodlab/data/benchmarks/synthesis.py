@@ -1,7 +1,7 @@
 """ASCOOD's benchmark presets (Regmi, arXiv:2411.10794; spec synthesis_and_mos.md §1.3): the
 spurious setting (``waterbirds``, ``celeba``) and the fine-grained one (``aircraft``, ``cars``).
-The conventional CIFAR setting is in :mod:`oodlab.data.openood_benchmarks`, NPOS's and MOS's
-ImageNet presets in :mod:`oodlab.data.imagenet_benchmarks`.
+The conventional CIFAR setting is in :mod:`oodlab.data.benchmarks.openood`, NPOS's and MOS's
+ImageNet presets in :mod:`oodlab.data.benchmarks.imagenet`.
 
 They read the datasets from ``data_root`` in their standard on-disk formats (see
 docs/datasets.md); nothing is downloaded. The file-decoded sets end at ``float32`` in
@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from oodlab.data.benchmarks import Benchmark, register_benchmark
+from oodlab.data.benchmarks.base import Benchmark, register_benchmark
 from oodlab.data.datasets.image_lists import ImageListDataset
 from oodlab.errors import DataError, DatasetNotFoundError
 

@@ -3,7 +3,7 @@
 All four come from the one summary dict of :func:`oodlab.bench.summarise`, so their numbers
 agree by construction (a test parses them back). Values are percent in md / tex / csv-free
 text, fractions in json and csv. Cells are ``mean ± std`` over seeds (population std); the
-ranking and trend sections give paired differences over seeds (:mod:`oodlab.bench_stats`).
+ranking and trend sections give paired differences over seeds (:mod:`oodlab.bench.stats`).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from oodlab.bench_latex import LAYOUTS, summary_tex
-from oodlab.bench_trends import trends_markdown
+from oodlab.bench.latex import LAYOUTS, summary_tex
+from oodlab.bench.trends import trends_markdown
 from oodlab.eval.report import markdown_table, percent
 from oodlab.io import atomic_write_json, atomic_write_text
 

@@ -3,7 +3,7 @@ come out — a trend that does not reproduce is shown as such, never tuned away.
 
 Each trend is judged on every metric it names (AUROC and FPR95, and AUPR-out where the paper
 reports it), **paired over seeds**: the per-seed differences between the two rows, their mean
-± sample std, and a verdict per metric by the noise rule of :mod:`oodlab.bench_stats`
+± sample std, and a verdict per metric by the noise rule of :mod:`oodlab.bench.stats`
 (within noise when ``|mean| <= std``). The trend's verdict: *reproduced* when at least one
 metric is clearly better and none clearly worse, *not reproduced* when at least one is clearly
 worse and none clearly better, *within noise* when every metric is, *mixed* otherwise.
@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from oodlab.bench_stats import NOISE_RULE, paired_difference
+from oodlab.bench.stats import NOISE_RULE, paired_difference
 from oodlab.eval.report import percent
 
 _OOD_AUPR = ("all.auroc", "all.aupr_out", "all.fpr95")

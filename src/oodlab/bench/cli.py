@@ -13,7 +13,7 @@ from oodlab.errors import DatasetNotFoundError
 
 
 def add_bench_parsers(sub: Any) -> None:
-    from oodlab.bench import PRESETS
+    from oodlab.bench.presets import PRESETS
 
     p = sub.add_parser("bench", help="train and evaluate every method of a preset; one table")
     p.add_argument("preset", choices=PRESETS.names(), help="bench preset to run")
@@ -46,7 +46,7 @@ def add_bench_parsers(sub: Any) -> None:
 
 
 def _report(summary: dict[str, Any], out: Path) -> None:
-    from oodlab.bench import HEADER, table_rows
+    from oodlab.bench.report import HEADER, table_rows
     from oodlab.eval.report import markdown_table
 
     print(markdown_table(HEADER, table_rows(summary, only_highlight=True)))
@@ -55,11 +55,11 @@ def _report(summary: dict[str, Any], out: Path) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from oodlab.bench import run_bench
+    from oodlab.bench.runner import run_bench
 
     out = args.out or Path("runs") / f"bench-{args.preset}"
     seeds = args.seeds
-    from oodlab.bench_latex import LAYOUTS
+    from oodlab.bench.latex import LAYOUTS
     from oodlab.errors import ConfigError
 
     if args.tex_layout not in LAYOUTS:
@@ -138,7 +138,8 @@ def _is_root() -> bool:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from oodlab.bench import PRESETS, run_bench
+    from oodlab.bench.presets import PRESETS
+    from oodlab.bench.runner import run_bench
 
     data_root = ensure_fashion_mnist(args.data_root, install=not args.no_install)
     preset = PRESETS.get("demo").factory()

@@ -13,8 +13,8 @@ from typing import Any, Literal
 
 from torch.utils.data import Dataset
 
-from oodlab.data.benchmarks import Benchmark, register_benchmark
-from oodlab.data.synthesis_benchmarks import _cap, _counts, _ood_val, _sizes
+from oodlab.data.benchmarks.base import Benchmark, register_benchmark
+from oodlab.data.benchmarks.synthesis import _cap, _counts, _ood_val, _sizes
 from oodlab.errors import DataError, DatasetNotFoundError
 
 CIFAR_OOD = {  # OpenOOD v1.5 + ASCOOD's iSUN (spec §1.3); list in benchmark_imglist/<id>/
