@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-import oodlab
+from oodlab._version import __version__
 from oodlab.errors import CheckpointError, ConfigError, DataError, NotFittedError
 from oodlab.eval.extract import _eval_mode, _Forward, model_fingerprint, resolve_device
 from oodlab.io import atomic_write_bytes
@@ -262,7 +262,7 @@ class Detector:
         tensors.update({f"state.{k}": v.clone() for k, v in state.items() if isinstance(v, Tensor)})
         meta = {
             "format": FORMAT,
-            "oodlab_version": oodlab.__version__,
+            "oodlab_version": __version__,
             "score": self.name,
             "params": params,
             "state": {k: v for k, v in state.items() if not isinstance(v, Tensor)},

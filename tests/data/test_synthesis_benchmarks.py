@@ -14,9 +14,9 @@ import torch
 from PIL import Image
 
 from oodlab.data import build_benchmark
-from oodlab.data.benchmarks import TensorImageDataset
 from oodlab.data.benchmarks.synthesis import ASCOOD_FAR
 from oodlab.data.datasets.ascood_lists import ASCOOD_NEAR
+from oodlab.data.datasets.base import TensorImageDataset
 from oodlab.data.datasets.imagenet_folders import NPOS_IMAGENET100
 from oodlab.errors import ConfigError, DataError, DatasetNotFoundError
 
