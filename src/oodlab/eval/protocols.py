@@ -185,8 +185,6 @@ def write_comparison(out: Path, comparison: Mapping[str, Any]) -> str:
     return text
 
 
-from oodlab.eval import protocol_presets  # noqa: E402  (registers the presets)
-
 __all__ = [
     "PROTOCOLS",
     "Protocol",
@@ -194,6 +192,5 @@ __all__ = [
     "get_protocol",
     "paper_comparison",
     "paper_results",
-    "protocol_presets",
     "register_protocol",
 ]
