@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
-import oodlab
+from oodlab._version import __version__
 from oodlab.data.class_names import class_table
 from oodlab.errors import ConfigError, DataError
 from oodlab.eval import metrics
@@ -403,7 +403,7 @@ def evaluate(
         near=tuple(near),
         far=tuple(far),
         meta={
-            "oodlab_version": oodlab.__version__,
+            "oodlab_version": __version__,
             "model": model_key,
             "sizes": {"id_test": len(id_out), **{k: len(v) for k, v in ood_out.items()}},
             "network_passes": forwards,

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-import oodlab
+from oodlab._version import __version__
 from oodlab.config import (
     MethodConfig,
     ModelConfig,
@@ -74,7 +74,7 @@ def git_commit() -> str | None:
 def provenance(device: torch.device, seed: int, world_size: int = 1) -> dict[str, Any]:
     """The head of every ``meta.json``: versions, git commit, device, world size and seed."""
     return {
-        "oodlab_version": oodlab.__version__,
+        "oodlab_version": __version__,
         "torch_version": torch.__version__,
         "python": platform.python_version(),
         "git_commit": git_commit(),
