@@ -106,3 +106,12 @@ def test_synthesis_presets_compare_each_method_with_its_ce_baseline_on_the_same_
     assert configs["npos"].data.options == configs["ce"].data.options == {}
     assert {c.data.benchmark for c in configs.values()} == {"cifar10"}
     assert configs["npos"].method.options["k"] == 300
+
+
+def test_every_open_set_run_trains_on_the_open_set():
+    from oodlab.bench import PRESETS, run_config
+
+    preset = PRESETS.get("fmnist_lt_open").factory()
+    configs = {m.label: run_config(preset, m, seed=0) for m in preset.methods}
+    assert {c.data.benchmark for c in configs.values()} == {"fmnist_lt_open"}
+    assert configs["mos"].method.options["groups"] == [0, 1, 0, 1, 0, 2]
