@@ -52,7 +52,8 @@ def write_bench_figures(summary: dict[str, Any], out: Path) -> list[Path]:
     seeds = summary.get("seeds", [])
     if seeds:
         logs = {
-            m: out / "runs" / f"{m}-s{seeds[0]}" / "train_log.jsonl" for m in summary["methods"]
+            m: out / "runs" / f"{m}-s{seeds[0]}" / "train_log.jsonl"
+            for m in dict.fromkeys(r["method"] for r in own)
         }
         if save_training_curves(logs, figures / "training_curves.png"):
             written.append(figures / "training_curves.png")
