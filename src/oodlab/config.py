@@ -386,6 +386,7 @@ class TrainConfig:
             also turns cuDNN autotuning and fused Adam/SGD on for CUDA).
         compile: ``torch.compile`` the model.
         eval_every: ID test accuracy every this many epochs (0 = only at the end).
+        keep: final model: ``last`` epoch or ``best_val_acc`` (:mod:`oodlab.train.keep`).
         log_every: also log every this many steps (0 = once per epoch).
         seed: seed of initialisation, batch order and augmentation.
         quiet: no progress bar (rank 0 still prints one line per epoch).
@@ -416,6 +417,7 @@ class TrainConfig:
     channels_last: bool | None = None
     compile: bool = False
     eval_every: int = 1
+    keep: Literal["last", "best_val_acc"] = "last"
     log_every: int = 0
     seed: int = 0
     quiet: bool = False

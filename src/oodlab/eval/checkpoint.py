@@ -209,5 +209,26 @@ def checkpoint_benchmark(args: argparse.Namespace) -> tuple[str, dict[str, Any]]
     return name, apply_overrides(options, getattr(args, "benchmark_set", []))
 
 
+def record_kept_checkpoint(run_dir: Path, out: Path) -> str:
+    """Say in ``out/results.{json,md}`` which of the run's checkpoints was evaluated."""
+    import json
+
+    from oodlab.io import atomic_write_json, atomic_write_text
+    from oodlab.train.keep import describe, kept_checkpoint
+
+    kept = kept_checkpoint(run_dir)
+    line = f"Evaluated: {describe(kept)}."
+    md, js = out / "results.md", out / "results.json"
+    if js.is_file():
+        data = json.loads(js.read_text())
+        data.setdefault("meta", {})["checkpoint"] = kept
+        atomic_write_json(js, data)
+    if md.is_file():
+        text = md.read_text()
+        head, sep, rest = text.partition("\n\n")
+        atomic_write_text(md, f"{head}\n\n{line}\n{sep}{rest}" if sep else f"{text}\n{line}\n")
+    return line
+
+
 def checkpoint_out(args: argparse.Namespace) -> Path:
     return args.out or Path("eval") / Path(args.checkpoint).stem

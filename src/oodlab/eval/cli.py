@@ -198,6 +198,10 @@ def _evaluate(
         )
 
     print(results_markdown(result).split("## Per OOD set")[0].rstrip())
+    if args.run_dir is not None:
+        from oodlab.eval.checkpoint import record_kept_checkpoint
+
+        print(record_kept_checkpoint(args.run_dir, out))
     if args.protocol:
         from oodlab.eval.protocols import get_protocol, paper_comparison, write_comparison
 

@@ -37,6 +37,7 @@ from oodlab.locks import folder_lock
 from oodlab.train import checkpoint
 from oodlab.train.batches import Loader, as_views, build_loader, eval_batches, with_transform
 from oodlab.train.guards import check_run_config, prepare_run_dir
+from oodlab.train.keep import BestKeeper, accuracy_set
 from oodlab.train.nonfinite import NonFiniteGuard
 from oodlab.train.optim import build_optimizer, build_scheduler, lr_factor
 from oodlab.train.progress import Progress
@@ -173,6 +174,9 @@ class _Run:
             self.config, self.benchmark, self.device, self.run_dir, self.info.is_main
         )
         self.recipe.on_train_end(self.model, context)
+        kept: dict[str, Any] = {"rule": "last"}
+        if self.config.train.keep == "best_val_acc":
+            kept = self._keeper().restore(self.model)
         self.accuracy = id_accuracy(self.model, self.recipe, self.benchmark.test, self.device)
         seconds = time.perf_counter() - started
         epochs = sum(s.train.epochs for s in stages)
@@ -188,6 +192,7 @@ class _Run:
                 {
                     "epochs": epochs,
                     "final_id_accuracy": self.accuracy,
+                    "kept": kept,
                     "seconds_this_session": seconds,
                     "images_per_second": rate if math.isfinite(rate) else None,
                 },
@@ -310,6 +315,8 @@ class _Run:
             if info.is_main and cfg.eval_every and ((epoch + 1) % cfg.eval_every == 0 or last):
                 self.accuracy = id_accuracy(self.model, recipe, self.benchmark.test, device)
                 row["id_accuracy"] = self.accuracy
+                if self.config.train.keep == "best_val_acc" and index == self.num_stages - 1:
+                    self._offer_best(stage.name, finished)
             if info.is_main:
                 append_log(self.run_dir, [row])
                 self.progress.epoch(
@@ -322,6 +329,19 @@ class _Run:
                 ckpt["loaders"] = loader.state_dict()
                 checkpoint.save(self.run_dir, ckpt)
             barrier(info)
+
+    def _keeper(self) -> BestKeeper:
+        return BestKeeper(self.run_dir, accuracy_set(self.benchmark)[1])
+
+    def _offer_best(self, stage: str, epoch: int) -> None:
+        """``train.keep: best_val_acc``: offer this epoch's model to the keeper."""
+        measured, _ = accuracy_set(self.benchmark)
+        accuracy = (
+            self.accuracy
+            if measured is self.benchmark.test
+            else id_accuracy(self.model, self.recipe, measured, self.device)
+        )
+        self._keeper().offer(self.model, accuracy, stage, epoch)
 
     def _loader(
         self, dataset: Any, batch_size: int, stage: int, stream: int, views: int
