@@ -160,3 +160,23 @@ def test_list_protocols_prints_the_tables(capsys):
     assert "pascl_cifar10_lt" in out
     assert "compare with: MOS Table 1" in out
     assert "no published table found" in out  # PATT
+
+
+def test_bench_summary_gets_the_paper_rows_under_ours():
+    from oodlab.bench.report import summary_markdown
+
+    def stat(v):
+        return {"mean": v, "std": 0.0}
+
+    row = {"method": "pascl", "score": "msp", "default_score": True,
+           "all.auroc": stat(0.9), "all.aupr_out": stat(0.8), "all.fpr95_closest": stat(0.3),
+           "id_accuracy": stat(0.7)}  # fmt: skip
+    other = {**row, "method": "patt", "score": "patt_energy"}  # no PASCL-table row
+    summary = {"preset": "cifar10_lt", "description": "d", "seeds": [0], "rows": [row, other],
+               "sets": {}, "ranking": {}, "highlight": []}  # fmt: skip
+    text = summary_markdown(summary)
+    assert "## Paper: PASCL Table 1, CIFAR10-LT average" in text
+    assert "| ours: pascl (msp) | 90.00 | 80.00 | 30.00 | 70.00 |" in text
+    assert "| paper: PASCL | 90.99 | 89.24 | 33.36 | 77.08 |" in text
+    assert "| difference | -0.99 | -9.24 | -3.36 | -7.08 |" in text
+    assert "ours: patt" not in text

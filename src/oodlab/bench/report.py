@@ -16,6 +16,7 @@ from typing import Any
 
 from oodlab.bench.latex import LAYOUTS, summary_tex
 from oodlab.bench.trends import trends_markdown
+from oodlab.eval.paper_bench import paper_markdown
 from oodlab.eval.report import markdown_table, percent
 from oodlab.io import atomic_write_json, atomic_write_text
 
@@ -255,6 +256,7 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         markdown_table(HEADER, table_rows(summary, only_highlight=True)),
         "",
         *trends_markdown(summary.get("trends", [])),
+        *paper_markdown(summary),  # the published rows beside ours, when a table matches
     ]
     per_class = per_class_table(summary)
     if per_class:

@@ -185,8 +185,9 @@ def summarise(preset: BenchPreset, results: dict[str, dict[int, dict[str, Any]]]
                 "score": score,
                 "default_score": score == method.default_score,
             }
-            for group in first["scores"][score]["means"]:
-                for metric in METRICS:
+            for group, means in first["scores"][score]["means"].items():
+                # fpr95_closest too (the PASCL / ImOOD / PATT rule; the papers' rows compare it)
+                for metric in (*METRICS, *(["fpr95_closest"] if "fpr95_closest" in means else [])):
                     row[f"{group}.{metric}"] = _stat(
                         per_seed,
                         lambda r, g=group, m=metric, s=score: r["scores"][s]["means"][g][m],
