@@ -166,3 +166,12 @@ def test_id_aux_loader_cycles_the_auxiliary_loader():
     assert state["id"]["epoch"] == 2
     with pytest.raises(DataError, match="no batch"):
         DeviceBatchLoader(aux_images, torch.zeros(6), batch_size=7)
+
+
+def test_an_epoch_loader_with_a_large_mixed_seed_iterates():
+    # The loop hands loaders seeds mixed up to 2^63; before the 63-bit reduction the per-epoch
+    # generator seed overflowed torch's int64 and the first epoch crashed.
+    data = TensorImageDataset(torch.zeros(8, 1, 2, 2, dtype=torch.uint8), torch.arange(8) % 2)
+    loader = EpochLoader(data, batch_size=4, seed=(1 << 63) - 1)
+    labels = torch.cat([batch[1] for batch in loader])
+    assert sorted(labels.tolist()) == sorted((torch.arange(8) % 2).tolist())

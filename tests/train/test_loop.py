@@ -160,8 +160,12 @@ def test_a_crash_inside_the_checkpoint_rotation_leaves_a_good_checkpoint(tmp_pat
     os.replace(run / "checkpoint.pt", run / "checkpoint.next.pt")
     os.replace(run / "checkpoint.json", run / "checkpoint.next.json")
     os.replace(run / "checkpoint.prev.pt", run / "checkpoint.pt")  # epoch 2 under the new name
-    with pytest.warns(UserWarning, match="checkpoint.next.pt"):
-        assert checkpoint.load_latest(run)["epoch"] == 3
+    # The loader rolls the interrupted rotation forward: epoch 3 becomes the latest checkpoint
+    # and nothing of the half-done rotation is left behind.
+    assert checkpoint.load_latest(run)["epoch"] == 3
+    assert not (run / "checkpoint.next.pt").exists()
+    assert not (run / "checkpoint.next.json").exists()
+    assert json.loads((run / "checkpoint.json").read_text())["epoch"] == 3
 
 
 def test_resume_extends_a_finished_run_and_a_resume_of_nothing_fails(tmp_path):

@@ -29,7 +29,9 @@ def process_share() -> tuple[int, int]:
 
 
 def _seeded(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 7919 + stream)
+    # Reduced to 63 bits: callers pass already-mixed seeds, which would overflow torch's int64
+    # seed here (values below 2^63 are unchanged).
+    return torch.Generator().manual_seed(((seed * 1_000_003 + epoch) * 7919 + stream) % (1 << 63))
 
 
 class EpochSampler(DistributedSampler[int]):
