@@ -156,3 +156,33 @@ def test_many_series_per_class_become_a_heatmap(tmp_path, monkeypatch):
     many = {**few, "one more": np.array([0.0, 0.0, 1.0])}
     class_figures.save_flagged_per_class(many, tmp_path / "heat.png", classes)
     assert drawn == [class_figures.MAX_SERIES + 1]
+
+
+def test_imagenet_class_names_come_from_the_class_folders_of_the_images(tmp_path):
+    """An ImageFolder tree (1000 wnid folders, two of them chosen) behind a long-tail Subset:
+    the labels' wnids are read from the image paths and mapped by ``words.txt``."""
+    from PIL import Image
+    from torch.utils.data import Subset
+
+    from oodlab.data.datasets.image_lists import ImageListDataset
+    from oodlab.data.datasets.imagenet_folders import imagenet_folder
+
+    wnids = [f"n{index:08d}" for index in range(1000)]
+    for wnid in wnids:
+        (tmp_path / "train" / wnid).mkdir(parents=True)
+    for wnid in (wnids[3], wnids[7]):
+        Image.new("RGB", (4, 4)).save(tmp_path / "train" / wnid / f"{wnid}_1.JPEG")
+    (tmp_path / "words.txt").write_text(f"{wnids[7]}\tseven, the seventh\n{wnids[3]}\tthree\n")
+    dataset = imagenet_folder(tmp_path, "train", classes=[7, 3])
+
+    class Bench:
+        num_classes = 2
+        name = "imagenet_lt"
+        train = Subset(dataset, [1])
+
+    assert class_names(Bench(), tmp_path) == ["seven", "three"]
+    assert class_names(Bench(), None) == [wnids[7], wnids[3]]
+    # a label whose images sit in two different wnid folders names no class: indices instead
+    Bench.train = ImageListDataset(tmp_path, [f"{wnids[3]}/a.JPEG", f"{wnids[7]}/b.JPEG"], [0, 0])
+    Bench.num_classes = 1
+    assert class_names(Bench(), tmp_path) == ["class 0"]

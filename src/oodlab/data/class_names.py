@@ -3,7 +3,8 @@
 Sources, in order: the benchmark's own ``class_names`` (if it has them); Fashion-MNIST's ten
 names (the ID subset of an open-set split, in label order); CIFAR-10's ten names; CIFAR-100's
 ``fine_label_names`` from ``cifar-100-python/meta`` under ``data_root`` (read with the same
-array-only unpickler as the batches); ImageNet wnids mapped to their first WordNet lemma by
+array-only unpickler as the batches); ImageNet wnids (the dataset's own list, else the class
+folder named in its image paths) mapped to their first WordNet lemma by
 ``LOC_synset_mapping.txt`` (Kaggle's ILSVRC layout) or ``words.txt`` under ``data_root`` when
 present. Anything else, or a missing file, gives ``class 0``, ``class 1``, … — never an error.
 """
@@ -31,6 +32,7 @@ CIFAR10_CLASSES = (
     "truck",
 )
 _WNID_FILES = ("LOC_synset_mapping.txt", "words.txt")
+_WNID_FOLDER = re.compile(r"(?:^|/)(n\d{8})/")
 
 
 def _fallback(num_classes: int) -> list[str]:
@@ -69,6 +71,12 @@ def wnid_names(wnids: Sequence[str], data_root: str | Path | None) -> list[str]:
 
 
 def _wnids_of(dataset: Any) -> list[str] | None:
+    """The wnid of each label of an ImageNet-style dataset: its own ``wnids``/``classes`` list,
+    else the ``n########`` folder in the paths of its images (ImageFolder trees and the
+    ImageNet-LT / ImageNet-100 image lists both name the class folder); ``None`` when a label
+    has no such folder or two folders."""
+    while hasattr(dataset, "dataset") and not hasattr(dataset, "paths"):
+        dataset = dataset.dataset  # a Subset (e.g. the long-tail subsample) of the reader
     for attribute in ("wnids", "classes"):
         values = getattr(dataset, attribute, None)
         if (
@@ -77,7 +85,17 @@ def _wnids_of(dataset: Any) -> list[str] | None:
             and all(isinstance(v, str) and re.fullmatch(r"n\d{8}", v) for v in values)
         ):
             return list(values)
-    return None
+    paths, targets = getattr(dataset, "paths", None), getattr(dataset, "targets", None)
+    if paths is None or targets is None or len(paths) != len(targets) or not len(paths):
+        return None
+    by_label: dict[int, str] = {}
+    for path, label in zip(paths, (int(t) for t in targets), strict=True):
+        folders = _WNID_FOLDER.findall(str(path))
+        if not folders or by_label.setdefault(label, folders[-1]) != folders[-1]:
+            return None
+    if sorted(by_label) != list(range(len(by_label))):
+        return None
+    return [by_label[c] for c in range(len(by_label))]
 
 
 def class_names(benchmark: Any, data_root: str | Path | None = None) -> list[str]:
