@@ -31,6 +31,7 @@ from oodlab.errors import ConfigError, DataError
 from oodlab.eval import metrics
 from oodlab.eval.bootstrap import BootstrapConfig, bootstrap_intervals
 from oodlab.eval.extract import ExtractConfig, model_fingerprint, resolve_device
+from oodlab.eval.placement import outputs_on
 from oodlab.eval.results import EvalResult, ScoreResult, _flagged_per_class
 from oodlab.eval.sharded import current_info, extract_sharded
 from oodlab.eval.tuning import (
@@ -91,10 +92,10 @@ def _accuracy(
     if group_sizes and isinstance(class_ids, Tensor):
         from oodlab.scores.mos import mos_predict
 
-        predicted = class_ids.cpu()[mos_predict(logits, group_sizes)]
+        predicted = class_ids.cpu()[mos_predict(logits, group_sizes).cpu()]
     else:
         predicted = logits.argmax(1)
-    predictions, truth = predicted.numpy(), labels.numpy()
+    predictions, truth = predicted.cpu().numpy(), labels.cpu().numpy()
     shot = None
     if class_counts is not None:
         shot = metrics.shot_accuracy(predictions, truth, np.asarray(class_counts))
@@ -162,13 +163,14 @@ def evaluate(
     model_key = model_fingerprint(model)
     forwards: list[str] = []
     info = current_info()  # under torchrun: every rank extracts a shard, rank 0 does the rest
+    device = resolve_device(config.device)  # outputs move there once; every score runs there
 
     def outputs_of(dataset: Dataset[Any], name: str) -> Outputs:
         out = extract_sharded(
             model, dataset, config, name=name, model_key=model_key,
             on_forward=forwards.append, info=info,
         )  # fmt: skip
-        return cast(Outputs, out)  # None on ranks > 0, which return before using it
+        return cast(Outputs, None if out is None else outputs_on(out, device))  # None: rank > 0
 
     built = [build_score(spec, class_counts, model) for spec in scores]
     id_out = outputs_of(id_test, "id_test")
@@ -226,7 +228,6 @@ def evaluate(
                 and not isinstance(score, InputGradientScore)
             ):
                 score, tuning = tune_score(score, name, train_out, aux_out, *val_out)
-            device = resolve_device(config.device)
             fit_inputs = getattr(score, "fit_inputs", None)
             if callable(fit_inputs):
                 if train is None:
@@ -261,9 +262,9 @@ def evaluate(
                     for k, ds in fake.items()
                 }
             else:
-                id_scores = score.score(id_out)
-                set_scores = {k: score.score(v) for k, v in ood_out.items()}
-                fake_scores = {k: score.score(v) for k, v in fake_out.items()}
+                id_scores = score.score(id_out).cpu()  # to the host for the metrics
+                set_scores = {k: score.score(v).cpu() for k, v in ood_out.items()}
+                fake_scores = {k: score.score(v).cpu() for k, v in fake_out.items()}
         except DataError as exc:
             if not skip_unavailable:
                 raise
@@ -320,7 +321,7 @@ def evaluate(
         skipped=skipped,
         omitted={k: v for k, v in (omitted or {}).items() if k not in results},
         raw=raw,
-        per_class_flagged=_flagged_per_class(raw, id_out.labels.numpy(), num_classes),
+        per_class_flagged=_flagged_per_class(raw, id_out.labels.cpu().numpy(), num_classes),
         classes=class_table(num_classes, class_names, class_counts),
     )
     if out_dir is not None:

@@ -233,12 +233,15 @@ class KNN(Score):
         self.index_ = None
         if self.backend != "faiss":
             return
-        index = faiss_index(self.bank_, self.index, self.seed)
         if self.bank_.device.type == "cuda":  # outputs on a GPU: search there
             import faiss
 
             if not hasattr(faiss, "StandardGpuResources"):
                 return  # no faiss-GPU: the torch backend on the bank's device (same distances)
+        index = faiss_index(self.bank_, self.index, self.seed)
+        if self.bank_.device.type == "cuda":
+            import faiss
+
             self._gpu_resources = faiss.StandardGpuResources()
             device = self.bank_.device.index or 0
             index = faiss.index_cpu_to_gpu(self._gpu_resources, device, index)
