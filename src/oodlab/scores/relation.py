@@ -7,6 +7,7 @@ from torch import Tensor
 
 from oodlab.errors import ConfigError, DataError
 from oodlab.scores._features import l2_normalize
+from oodlab.scores._stream import chunk_rows, row_chunks
 from oodlab.scores.base import Score, register_score, require_positive
 from oodlab.types import Outputs
 
@@ -19,12 +20,17 @@ def relation(
     power: float = 1.0,
     threshold: float = 0.03,
     chunk: int = 256,
+    bank_chunk: int = 65536,
 ) -> Tensor:
     """``−Σ_j sign(r_j)·|r_j|^power`` over edges ``r_j = max(ẑᵀẑ_j, 0)·(pᵀp_j)`` with
-    ``|r_j| > threshold`` (others zeroed); higher = more OOD.
+    ``|r_j| > threshold`` (others zeroed); higher = more OOD (float64 ``(N,)``).
 
     ``ẑ`` are L2-normalised features, ``p`` softmax probabilities; ``bank_*`` hold the
-    training set's (normalised features, probabilities).
+    training set's (normalised features, probabilities). The edges are float32, ``chunk``
+    queries × ``bank_chunk`` bank rows at a time on the bank's device, summed per bank block in
+    float64: memory does not grow with the bank and no float64 copy of it is made. Against a
+    float64 computation the relative error is about 1e-6 (the tests allow 1e-5); an edge within
+    about 1e-7 of ``threshold`` may fall on the other side of it.
 
     Reference:
         Kim, Yun & Song, "Neural Relation Graph: A Unified Framework for Identifying Label
@@ -35,16 +41,18 @@ def relation(
     """
     if len(bank_features) == 0:
         raise DataError("relation needs a non-empty training bank")
-    z = l2_normalize(features.double())
-    p = torch.softmax(logits.double(), dim=1)
-    bank_z = bank_features.to(z.device).double()
-    bank_p = bank_probs.to(z.device).double()
+    device = bank_features.device
     out = []
-    for zb, pb in zip(z.split(chunk), p.split(chunk), strict=True):
-        rel = (zb @ bank_z.T).clamp_min(0) * (pb @ bank_p.T)
-        rel = rel * (rel.abs() > threshold)
-        out.append((rel.sign() * rel.abs() ** power).sum(1))
-    return -(torch.cat(out) if out else z.new_zeros(0))
+    for zq, lq in zip(features.split(chunk), logits.split(chunk), strict=True):
+        z = l2_normalize(zq.to(device).float())
+        p = torch.softmax(lq.to(device).float(), dim=1)
+        total = torch.zeros(len(z), dtype=torch.float64, device=device)
+        for bz, bp in zip(bank_features.split(bank_chunk), bank_probs.split(bank_chunk)):
+            rel = (z @ bz.float().T).clamp_min(0) * (p @ bp.float().T)
+            rel = rel * (rel.abs() > threshold)
+            total += (rel.sign() * rel.abs() ** power).sum(1, dtype=torch.float64)
+        out.append(total.to(features.device))
+    return -(torch.cat(out) if out else features.new_zeros(0, dtype=torch.float64))
 
 
 @register_score(
@@ -61,8 +69,9 @@ class Relation(Score):
         threshold: edges of magnitude at most this are dropped (0.03, the official value).
 
     Notes:
-        The bank is the whole training set, as in OpenOOD; scoring costs ``N × M`` kernel
-        entries, computed ``chunk`` queries at a time.
+        The bank is the whole training set, as in OpenOOD (float32 normalised features and
+        probabilities, built in row chunks); scoring costs ``N × M`` kernel entries, computed
+        in blocks of queries × bank rows.
     """
 
     search_space = {"power": (1, 2, 4, 6, 8)}
@@ -78,8 +87,16 @@ class Relation(Score):
     def fit(self, train: Outputs, *, aux: Outputs | None = None) -> Relation:
         if len(train.features) == 0:
             raise DataError("relation needs training outputs for its bank, got none")
-        self.bank_features_ = l2_normalize(train.features.double())
-        self.bank_probs_ = torch.softmax(train.logits.double(), dim=1)
+        features, logits = train.features, train.logits
+        device = features.device
+        self.bank_features_ = torch.empty(features.shape, dtype=torch.float32, device=device)
+        self.bank_probs_ = torch.empty(logits.shape, dtype=torch.float32, device=device)
+        rows = chunk_rows(4 * (features.shape[1] + logits.shape[1]))
+        start = 0
+        for z, ell in zip(row_chunks(features, rows), row_chunks(logits, rows), strict=True):
+            self.bank_features_[start : start + len(z)] = l2_normalize(z.float())
+            self.bank_probs_[start : start + len(z)] = torch.softmax(ell.float(), dim=1)
+            start += len(z)
         return self
 
     def score(self, outputs: Outputs) -> Tensor:
