@@ -28,8 +28,7 @@ from oodlab.eval.cache import OutputsWriter, entry_dir, load_entry
 from oodlab.eval.extract import (
     ExtractConfig,
     _collect,
-    _entry_key,
-    dataset_fingerprint,
+    config_key,
     extract,
     resolve_device,
 )
@@ -79,7 +78,7 @@ def extract_sharded(
 
     model.to(resolve_device(config.device))
     model_key = model_key or model_fingerprint(model)
-    key = _entry_key(dataset_fingerprint(dataset), config.feature_dtype)
+    key = config_key(dataset, config)
     entry = entry_dir(config.cache_dir, model_key, key)
     flag = [load_entry(entry, key) if info.is_main else None]
     have = [flag[0] is not None]
