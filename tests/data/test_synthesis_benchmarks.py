@@ -374,6 +374,16 @@ def test_imagenet1k_mos_protocol(imagenet_root):
     check_item(bench.ood["textures"], 480)
     with pytest.raises(DataError, match="valid: inaturalist, sun, places, textures"):
         build_benchmark("imagenet1k", imagenet_root, ood_sets=["openimage_o"])
+    small = build_benchmark("imagenet1k", imagenet_root, image_size=32, id_cap=5)  # quick checks
+    assert (small.image_shape, len(small.test), small.info["id_cap"]) == ((3, 32, 32), 5, 5)
+    labels = small.test.targets.tolist()
+    assert labels == sorted(labels) and len(set(labels)) == 5  # a subset, in list order
+    assert build_benchmark("imagenet1k", imagenet_root, id_cap=5).test.paths == small.test.paths
+    check_item(small.test, 32)
+    check_item(small.train, 32)
+    for bad in ({"image_size": 0}, {"id_cap": 0}):
+        with pytest.raises(DataError, match="positive integer"):
+            build_benchmark("imagenet1k", imagenet_root, **bad)
 
 
 def test_imagenet_presets_missing_folders_are_one_line(tmp_path, imagenet_root):

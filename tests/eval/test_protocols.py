@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -141,6 +142,134 @@ def test_ascood_protocol_end_to_end_on_waterbirds_files(tmp_path, capsys):
     assert "checkpoint format: ascood (detected)" in stdout
     assert "mean [0.485, 0.456, 0.406]" in stdout  # ImageNet statistics, ASCOOD's preprocessor
     _check_paper_rows(out, stdout, "odin", "ASCOOD", "ASCOOD Table 1 (v1), Waterbirds")
+
+
+@pytest.fixture
+def fast_eval(monkeypatch) -> Iterator[None]:
+    """One thread (tiny batches on a narrow net: more only add overhead, on a busy CPU a lot)
+    and no PNG figures (most of an end-to-end run's time; tests/eval/test_figures.py tests
+    them)."""
+    monkeypatch.setattr("oodlab.eval.figures.write_evaluation_figures", lambda *a, **k: None)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _openood_cifar10_tree(root: Path, monkeypatch, per_class: int) -> None:
+    """CIFAR-10's pickle batches (``per_class`` training images per class, one test image)
+    and OpenOOD v1.5's ``benchmark_imglist/cifar10/test_*.txt`` + ``images_classic/`` (3 images
+    per set, iSUN from ASCOOD's list)."""
+    cifar = _helpers("data/test_cifar_lt.py")
+    checksums, _ = cifar.write_cifar(root, per_class=per_class, test_per_class=1)
+    monkeypatch.setattr("oodlab.data.datasets.cifar.MD5", checksums)
+    _helpers("data/test_synthesis_benchmarks.py").write_openood(root, "cifar10")
+
+
+def _eval_argv(path: Path, protocol: str, root: Path, *extra: str) -> list[str]:
+    return ["eval", "--checkpoint", str(path), "--protocol", protocol, "--data-root", str(root),
+            *extra, "--device", "cpu", "--quiet", "--cache-dir", str(root / "c"), "--out",
+            str(root / "eval")]  # fmt: skip
+
+
+def test_openood_resnet18_32x32_protocol_end_to_end_on_cifar10_files(
+    tmp_path, monkeypatch, capsys, fast_eval
+):
+    """OpenOOD v1.5's CIFAR-10 ``ResNet18_32x32`` ``.ckpt`` (``conv1 … layer{i} … fc``) on the
+    OpenOOD image-list tree, with ASCOOD Table 6's ODIN / i-ODIN rows. The stages are narrowed
+    (``base=8`` instead of 64: the same keys, a fast test)."""
+    _openood_cifar10_tree(tmp_path, monkeypatch, per_class=2)
+    path = tmp_path / "best.ckpt"
+    torch.save(official.kuangliu_state(10, classifier="fc", base=8), path)
+    assert main(_eval_argv(path, "openood_cifar10_odin", tmp_path)) == 0
+    stdout = capsys.readouterr().out
+    assert "checkpoint format: openood_resnet18_32x32 (detected)" in stdout
+    assert "mean [0.4914, 0.4822, 0.4465]" in stdout  # OpenOOD's CIFAR-10 statistics
+    label = "ASCOOD Table 6, CIFAR-10: ODIN vs i-ODIN on the OpenOOD v1.5 checkpoint"
+    data = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert data["scores"]["odin"]["params"]["temperature"] == 1000  # OpenOOD's defaults
+    assert data["scores"]["odin"]["params"]["epsilon"] == pytest.approx(0.0014)
+    assert set(data["near"]) == {"cifar100", "tin"}  # the table's near / far columns
+    for score, row in (("odin", "ODIN"), ("iodin", "i-ODIN")):
+        _check_paper_rows(tmp_path / "eval", stdout, score, row, label)
+
+
+def test_npos_protocol_end_to_end_with_knn_k300_on_cifar10_files(
+    tmp_path, monkeypatch, capsys, fast_eval
+):
+    """NPOS's from-scratch CIFAR-10 ``SupCEHeadResNet`` ``.pt`` (``encoder.module.*``,
+    ``fc.module``, ``head.module.{0,2}``, ``mlp.{0,2}``, ``prototypes``; ResNet-34 blocks,
+    stages narrowed to ``base=8``) under ``npos_cifar10``: KNN with the test scripts' k = 300.
+    The tree has 31 training images per class, so the bank (310) holds k = 300 neighbours and
+    k is not clipped. NPOS's CIFAR tables were not found: the protocol prints its note."""
+    import warnings
+
+    _openood_cifar10_tree(tmp_path, monkeypatch, per_class=31)
+    g = torch.Generator().manual_seed(3)
+    encoder = official.kuangliu_state(0, blocks=(3, 4, 6, 3), classifier="", base=8)
+    d = 64  # 8 * base: the penultimate width
+
+    def linear(name: str, out: int, inp: int) -> dict[str, torch.Tensor]:
+        return {f"{name}.weight": torch.randn(out, inp, generator=g) / inp**0.5,
+                f"{name}.bias": 0.1 * torch.randn(out, generator=g)}  # fmt: skip
+
+    state = {f"encoder.module.{k}": v for k, v in encoder.items()} | linear("fc.module", 10, d)
+    state |= linear("head.module.0", d, d) | linear("head.module.2", 128, d)
+    state |= linear("mlp.0", 128, d) | linear("mlp.2", 1, 128)
+    state["prototypes"] = torch.nn.functional.normalize(torch.randn(10, 128, generator=g), dim=1)
+    path = tmp_path / "npos.pt"
+    torch.save({"epoch": 100, "state_dict": state, "criterion_disp": {}}, path)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="knn: k=")  # k = 300 must not be clipped
+        assert main(_eval_argv(path, "npos_cifar10", tmp_path)) == 0
+    stdout = capsys.readouterr().out
+    assert "checkpoint format: npos (detected)" in stdout
+    assert "mean [0.4914, 0.4822, 0.4465]" in stdout  # NPOS's CIFAR-10 training statistics
+    assert "protocol npos_cifar10: KNN with k = 300" in stdout
+    data = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert list(data["scores"]) == ["knn"]
+    assert data["scores"]["knn"]["params"]["k"] == 300
+    assert "paper_comparison" not in data  # no NPOS CIFAR table to compare with
+
+
+@pytest.mark.slow
+def test_mos_protocol_end_to_end_on_imagenet_folders(tmp_path, capsys, fast_eval):
+    """MOS's ``bit.pth.tar`` of the BiT-S-R101x1 group fine-tune (``{"step", "model":
+    module.root.conv, module.body.blockN.unitNN.*, module.before_head.gn, module.head.conv
+    (1008, 2048, 1, 1)}``) with the 8-group list in MOS's ``PATH GROUP WITHIN`` format, on the
+    ImageNet-1k folder tree (1000 wnid folders, one image each) and MOS's OOD folders.
+
+    The model is the real R101x1 (the only BiT depth the converter maps); to stay fast it runs
+    on 32-pixel images (``image_size=32`` instead of 480) and a seeded 16-image subset of the
+    ID val set (``id_cap=16``), both documented quick-check options of ``imagenet1k``."""
+    from oodlab.data.groupings import IMAGENET_GROUP_SIZES
+
+    synthesis = _helpers("data/test_synthesis_benchmarks.py")
+    lines, group, within = [], 0, 0
+    for index, wnid in enumerate(synthesis.WNIDS):
+        jpeg = synthesis.encoded(index % 256)
+        for split in ("train", "val"):
+            (tmp_path / split / wnid).mkdir(parents=True)
+            (tmp_path / split / wnid / f"{wnid}_1.JPEG").write_bytes(jpeg)
+        if within == IMAGENET_GROUP_SIZES[group]:
+            group, within = group + 1, 0
+        within += 1
+        lines.append(f"val/{wnid}/{wnid}_1.JPEG {group} {within}")
+    groups = tmp_path / "imagenet2012_group_softmax_val_list.txt"
+    groups.write_text("\n".join(lines) + "\n")
+    synthesis.write_mos_ood(tmp_path)
+    path = tmp_path / "bit.pth.tar"
+    torch.save({"step": 1, "model": official.bit_state(1008)}, path)
+    quick = ["--benchmark-set", "image_size=32", "--benchmark-set", "id_cap=16"]
+    argv = _eval_argv(path, "mos_imagenet1k", tmp_path, "--model-set", f"groups={groups}", *quick)
+    assert main(argv) == 0
+    stdout = capsys.readouterr().out
+    assert "checkpoint format: mos_bit (detected)" in stdout
+    assert "MOS groups: 8 (399, 522, 10, 8, 53, 9, 4, 3 logits)" in stdout
+    assert "mean [0.5, 0.5, 0.5]" in stdout  # BiT's [-1, 1] inputs
+    data = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert list(data["scores"]["mos"]["per_set"]) == ["inaturalist", "sun", "places", "textures"]
+    _check_paper_rows(tmp_path / "eval", stdout, "mos", "MOS", "MOS Table 1, ImageNet-1k")
 
 
 def test_protocol_and_benchmark_disagree_in_one_line(tmp_path, capsys):

@@ -40,6 +40,7 @@ def _imagenet(
     ood_root: str | Path | None,
     ood_sets: Sequence[str] | None,
     ood_cap: int | None,
+    id_cap: int | None = None,
 ) -> Benchmark:
     from oodlab.data.datasets.imagenet_folders import imagenet_folder
 
@@ -50,7 +51,7 @@ def _imagenet(
     if bad:
         raise DataError(f"unknown OOD set {bad[0]!r}; valid: {', '.join(MOS_OOD)}")
     train = imagenet_folder(data_root, "train", classes, train_t)
-    test = imagenet_folder(data_root, "val", classes, test_t)
+    test = _cap(imagenet_folder(data_root, "val", classes, test_t), id_cap, seed)
     ood: dict[str, Dataset[Any]] = {
         n: _cap(_folder_far(n, ood_root or data_root, test_t), ood_cap, seed) for n in names
     }
@@ -73,6 +74,8 @@ def _imagenet(
             "id_test": f"ImageNet-1k val/ folders ({len(test)} images)",
             "ood": _sizes(ood),
             "ood_cap": ood_cap,
+            "id_cap": id_cap,
+            "image_size": size,
             "seed": seed,
         },
     )
@@ -119,13 +122,28 @@ def imagenet1k(
     ood_root: str | Path | None = None,
     ood_sets: Sequence[str] | None = None,
     ood_cap: int | None = None,
+    image_size: int = 480,
+    id_cap: int | None = None,
 ) -> Benchmark:
     """ImageNet-1k (train / val folder trees, labels = sorted-wnid index, val 50,000) vs MOS's
     four curated sets: iNaturalist, SUN, Places (10,000 each) and Textures (5,640), all far
     (spec §3.7). MOS's transforms at 480 px: Resize((512, 512)) → RandomCrop(480) + flip in
     training, Resize((480, 480)) at test; the mean = std = 0.5 normalisation is the model's.
+
+    Quick-check overrides, not MOS's protocol (both are recorded in ``info``): ``image_size``
+    (default MOS's 480; the training resize scales with it, 512/480) and ``id_cap`` (a seeded
+    subset of the ID val images, as ``ood_cap`` for the OOD sets; default all 50,000).
     """
     from oodlab.data.transforms import mos_test, mos_train
 
-    return _imagenet("imagenet1k", data_root, seed, None, mos_train(), mos_test(), 480,
-                     ood_root, ood_sets, ood_cap)  # fmt: skip
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
+        raise DataError(f"image_size must be a positive integer (MOS: 480), got {image_size!r}")
+    if id_cap is not None and (
+        isinstance(id_cap, bool) or not isinstance(id_cap, int) or id_cap < 1
+    ):
+        raise DataError(
+            f"id_cap must be a positive integer or null (all val images), got {id_cap!r}"
+        )
+    train_t = mos_train(image_size, round(image_size * 512 / 480))
+    return _imagenet("imagenet1k", data_root, seed, None, train_t, mos_test(image_size),
+                     image_size, ood_root, ood_sets, ood_cap, id_cap)  # fmt: skip
