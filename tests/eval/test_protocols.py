@@ -77,6 +77,18 @@ def test_comparison_is_ours_minus_paper_in_percent():
     assert [e["row"] for e in other["entries"]] == ["OE", "OE"]
 
 
+@pytest.fixture
+def fast_eval(monkeypatch) -> Iterator[None]:
+    """One thread (tiny batches on a narrow net: more only add overhead, on a busy CPU a lot)
+    and no PNG figures (most of an end-to-end run's time; tests/eval/test_figures.py tests
+    them)."""
+    monkeypatch.setattr("oodlab.eval.figures.write_evaluation_figures", lambda *a, **k: None)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _check_paper_rows(out: Path, stdout: str, score: str, row: str, label: str) -> None:
     data = json.loads((out / "results.json").read_text())
     comparison = data["paper_comparison"]
@@ -97,7 +109,7 @@ def _check_paper_rows(out: Path, stdout: str, score: str, row: str, label: str) 
     assert f"## Paper: {label}" in (out / "results.md").read_text()
 
 
-def test_pascl_protocol_end_to_end_on_cifar10_lt_files(tmp_path, monkeypatch, capsys):
+def test_pascl_protocol_end_to_end_on_cifar10_lt_files(tmp_path, monkeypatch, capsys, fast_eval):
     cifar = _helpers("data/test_cifar_lt.py")
     checksums, _ = cifar.write_cifar(tmp_path, per_class=4, test_per_class=1)
     monkeypatch.setattr("oodlab.data.datasets.cifar.MD5", checksums)
@@ -126,7 +138,7 @@ def test_pascl_protocol_end_to_end_on_cifar10_lt_files(tmp_path, monkeypatch, ca
 
 
 @pytest.mark.slow
-def test_ascood_protocol_end_to_end_on_waterbirds_files(tmp_path, capsys):
+def test_ascood_protocol_end_to_end_on_waterbirds_files(tmp_path, capsys, fast_eval):
     synthesis = _helpers("data/test_synthesis_benchmarks.py")
     synthesis.write_waterbirds(tmp_path)
     inner = official.torchvision_state(2, bottleneck=False)
@@ -142,18 +154,6 @@ def test_ascood_protocol_end_to_end_on_waterbirds_files(tmp_path, capsys):
     assert "checkpoint format: ascood (detected)" in stdout
     assert "mean [0.485, 0.456, 0.406]" in stdout  # ImageNet statistics, ASCOOD's preprocessor
     _check_paper_rows(out, stdout, "odin", "ASCOOD", "ASCOOD Table 1 (v1), Waterbirds")
-
-
-@pytest.fixture
-def fast_eval(monkeypatch) -> Iterator[None]:
-    """One thread (tiny batches on a narrow net: more only add overhead, on a busy CPU a lot)
-    and no PNG figures (most of an end-to-end run's time; tests/eval/test_figures.py tests
-    them)."""
-    monkeypatch.setattr("oodlab.eval.figures.write_evaluation_figures", lambda *a, **k: None)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _openood_cifar10_tree(root: Path, monkeypatch, per_class: int) -> None:
@@ -241,7 +241,9 @@ def test_mos_protocol_end_to_end_on_imagenet_folders(tmp_path, capsys, fast_eval
 
     The model is the real R101x1 (the only BiT depth the converter maps); to stay fast it runs
     on 32-pixel images (``image_size=32`` instead of 480) and a seeded 16-image subset of the
-    ID val set (``id_cap=16``), both documented quick-check options of ``imagenet1k``."""
+    ID val set (``id_cap=16``), both documented quick-check options of ``imagenet1k``. It
+    still takes 15-20 s on a busy 2-core CPU (every R101 forward standardises its 42M conv
+    weights, whatever the batch), hence ``slow``."""
     from oodlab.data.groupings import IMAGENET_GROUP_SIZES
 
     synthesis = _helpers("data/test_synthesis_benchmarks.py")
