@@ -62,6 +62,10 @@ class Score:
         it to the training outputs (ViM: to the feature dimension)."""
         return dict(self.search_space)
 
+    def note(self) -> str | None:
+        """One line for the results stating a choice the score made (e.g. ImOOD's ``τ_LA``)."""
+        return None
+
     # -- fitted state as tensors ------------------------------------------------------
     def state_dict(self) -> dict[str, StateValue]:
         """The fitted state (trailing-underscore attributes) as plain tensors and scalars."""

@@ -175,7 +175,9 @@ class _AdaScore(Score):
         )
 
 
-@register_score("ada_msp", needs=("logits",), requires_fit=True, paper=PAPER)
+@register_score(
+    "ada_msp", needs=("logits", "prior", "logit_adjustment"), requires_fit=True, paper=PAPER
+)
 class AdaMSP(_AdaScore):
     """``−(s + κ log β)`` with ``s = max_c p_c − 1/C`` (official), κ = 0.1; higher = OOD."""
 
@@ -185,7 +187,9 @@ class AdaMSP(_AdaScore):
         return -msp(outputs.logits).double() - 1 / outputs.num_classes
 
 
-@register_score("ada_energy", needs=("logits",), requires_fit=True, paper=PAPER)
+@register_score(
+    "ada_energy", needs=("logits", "prior", "logit_adjustment"), requires_fit=True, paper=PAPER
+)
 class AdaEnergy(_AdaScore):
     """``−(s + κ log β)`` with ``s = LSE(f)``, κ = 1; higher = more OOD.
 
@@ -200,7 +204,10 @@ class AdaEnergy(_AdaScore):
 
 
 @register_score(
-    "ada_bin_disc", needs=("logits", "extras:bin_logit"), requires_fit=True, paper=PAPER
+    "ada_bin_disc",
+    needs=("logits", "extras:bin_logit", "prior", "logit_adjustment"),
+    requires_fit=True,
+    paper=PAPER,
 )
 class AdaBinDisc(_AdaScore):
     """``−(s + κ log β)`` with ``s = g``, the discriminator's ID logit, κ = 1; higher = OOD."""
@@ -211,7 +218,12 @@ class AdaBinDisc(_AdaScore):
         return require_extra(outputs, "bin_logit", "ada_bin_disc").double().reshape(-1)
 
 
-@register_score("ada_maha", needs=("features", "logits", "labels"), requires_fit=True, paper=PAPER)
+@register_score(
+    "ada_maha",
+    needs=("features", "logits", "labels", "prior", "logit_adjustment"),
+    requires_fit=True,
+    paper=PAPER,
+)
 class AdaMaha(_AdaScore):
     """``−(s + κ log β)`` with ``s = −min_c d²_c(h)``, κ = 0.01; higher = more OOD.
 
@@ -237,7 +249,10 @@ class AdaMaha(_AdaScore):
 
 
 @register_score(
-    "ada_gradnorm", needs=("features", "logits", "head_weight"), requires_fit=True, paper=PAPER
+    "ada_gradnorm",
+    needs=("features", "logits", "head_weight", "prior", "logit_adjustment"),
+    requires_fit=True,
+    paper=PAPER,
 )
 class AdaGradNorm(_AdaScore):
     """``−(s + κ log β)`` with ``s`` the per-sample gradient norm, κ = 10; higher = more OOD.

@@ -24,7 +24,7 @@ def _layers(model: nn.Module, x: Tensor) -> list[Tensor]:
 
 @register_score(
     "mahalanobis_ensemble",
-    needs=("model", "input_grad"),
+    needs=("model", "input_grad", "train_inputs"),
     requires_fit=True,
     paper="Lee, Lee, Lee & Shin, NeurIPS 2018, arXiv:1807.03888",
 )

@@ -81,7 +81,7 @@ def mos_predict(logits: Tensor, group_sizes: Sequence[int]) -> Tensor:
     return torch.cat(class_probs, dim=1).argmax(dim=1)
 
 
-@register_score("mos", needs=("logits",), paper="Huang & Li, CVPR 2021, arXiv:2105.01879")
+@register_score("mos", needs=("logits", "groups"), paper="Huang & Li, CVPR 2021, arXiv:2105.01879")
 class MOS(Score):
     """Minimum Others Score (:func:`mos`) on the logits of a group-softmax model.
 

@@ -160,7 +160,10 @@ def patt_energy(features: Tensor, weight: Tensor, bias: Tensor, attention: Tenso
 
 
 @register_score(
-    "patt_energy", needs=("features", "head_weight", "aux"), requires_fit=True, paper=PAPER
+    "patt_energy",
+    needs=("features", "head_weight", "aux", "prior", "calibrated_classifier"),
+    requires_fit=True,
+    paper=PAPER,
 )
 class PATTEnergy(Score):
     """Energy of the PATT-calibrated logits: :func:`patt_energy`; higher = more OOD.
@@ -252,7 +255,7 @@ class PATTEnergy(Score):
 
 @register_score(
     "patt_energy_official",
-    needs=("features", "head_weight", "aux"),
+    needs=("features", "head_weight", "aux", "prior", "calibrated_classifier"),
     requires_fit=True,
     paper=PAPER,
 )
