@@ -307,6 +307,8 @@ class DataConfig:
             in-memory batches on the device (PASCL / ImOOD views; no hue jitter).
         num_workers: DataLoader workers for datasets not held in memory as uint8 tensors
             (those are augmented by their own transform, not by the options above).
+        persistent_workers: with ``num_workers > 0``, keep the workers across epochs (one
+            DataLoader; they re-seed per epoch, so batches are the same as without).
     """
 
     benchmark: str = "synthetic"
@@ -319,6 +321,7 @@ class DataConfig:
     flip: bool = True
     color_jitter: bool = False
     num_workers: int = 0
+    persistent_workers: bool = True
 
     def __post_init__(self) -> None:
         check(self.batch_size >= 1, f"data.batch_size must be >= 1, got {self.batch_size}")
@@ -386,6 +389,15 @@ class TrainConfig:
             also turns cuDNN autotuning and fused Adam/SGD on for CUDA).
         compile: ``torch.compile`` the model.
         eval_every: ID test accuracy every this many epochs (0 = only at the end).
+        eval_minutes: also measure it when this many minutes have passed since the last
+            measurement (``null``: by epochs only). Time-based, so with ``keep: best_val_acc``
+            the kept epoch may differ between two runs; training itself is unaffected.
+        checkpoint_every: write the checkpoint every this many epochs (0 = only at the end of
+            each stage and by ``checkpoint_minutes``); the end of every stage always writes
+            one. A resume replays the epochs after the last checkpoint, bit-identically.
+        checkpoint_minutes: also write one when this many minutes have passed since the last
+            (``null``: by epochs only). E.g. ``checkpoint_every: 0, checkpoint_minutes: 10``
+            on a fast GPU, where a checkpoint per short epoch costs a noticeable share.
         keep: final model: ``last`` epoch or ``best_val_acc`` (:mod:`oodlab.train.keep`).
         log_every: also log every this many steps (0 = once per epoch).
         seed: seed of initialisation, batch order and augmentation.
@@ -417,6 +429,9 @@ class TrainConfig:
     channels_last: bool | None = None
     compile: bool = False
     eval_every: int = 1
+    eval_minutes: float | None = None
+    checkpoint_every: int = 1
+    checkpoint_minutes: float | None = None
     keep: Literal["last", "best_val_acc"] = "last"
     log_every: int = 0
     seed: int = 0
@@ -443,6 +458,10 @@ class TrainConfig:
             f"train.max_steps must be >= 1 or null, got {self.max_steps}",
         )
         check(self.eval_every >= 0, f"train.eval_every must be >= 0, got {self.eval_every}")
+        check(self.checkpoint_every >= 0, "train.checkpoint_every must be >= 0 (0 = by time)")
+        for key in ("eval_minutes", "checkpoint_minutes"):
+            value = getattr(self, key)
+            check(value is None or value > 0, f"train.{key} must be > 0 or null, got {value}")
         check(self.log_every >= 0, f"train.log_every must be >= 0, got {self.log_every}")
         check(
             valid_device(self.device),

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from oodlab.data.persistent import EpochSeeded, EpochTagged
 from oodlab.data.samplers import ClassBalancedSampler, EpochSampler, _seeded, process_share
 from oodlab.data.transforms import ColorJitterLite, apply_crop_flip, draw_crop_flip
 from oodlab.errors import ConfigError, DataError
@@ -54,6 +55,9 @@ class EpochLoader:
         num_workers: worker processes of the ``DataLoader``.
         drop_last: skip the last incomplete batch (the papers' training loaders do).
         class_balanced: sample classes uniformly (needs ``dataset.targets``).
+        persistent_workers: with ``num_workers > 0``, one ``DataLoader`` whose workers live
+            across epochs and re-seed themselves per epoch (:mod:`oodlab.data.persistent`):
+            the same batches as a fresh loader per epoch, without restarting the workers.
         **loader_options: further ``DataLoader`` arguments (``pin_memory``, ``collate_fn``, …).
     """
 
@@ -66,6 +70,7 @@ class EpochLoader:
         num_workers: int = 0,
         drop_last: bool = True,
         class_balanced: bool = False,
+        persistent_workers: bool = False,
         **loader_options: Any,
     ) -> None:
         if batch_size < 1:
@@ -84,6 +89,8 @@ class EpochLoader:
         self.drop_last = drop_last
         self.num_workers = num_workers
         self.loader_options = loader_options
+        self.persistent = persistent_workers and num_workers > 0
+        self._persistent_loader: DataLoader[Any] | None = None
         self.epoch = 0
         self.batches_done = 0
         if len(self) == 0:
@@ -103,7 +110,7 @@ class EpochLoader:
         total = len(self)
         self.sampler.set_epoch(self.epoch)
         self.sampler.start = self.batches_done * self.batch_size
-        loader = DataLoader(
+        loader = self._persistent() if self.persistent else DataLoader(
             self.dataset,
             batch_size=self.batch_size,
             sampler=self.sampler,
@@ -111,7 +118,7 @@ class EpochLoader:
             drop_last=self.drop_last,
             generator=_seeded(self.seed, self.epoch, stream=1),
             **self.loader_options,
-        )
+        )  # fmt: skip
         for batch in loader:
             self.batches_done += 1
             yield batch
@@ -120,6 +127,20 @@ class EpochLoader:
         self.epoch += 1
         self.batches_done = 0
         self.sampler.start = 0
+
+    def _persistent(self) -> DataLoader[Any]:
+        if self._persistent_loader is None:
+            self._persistent_loader = DataLoader(
+                EpochSeeded(self.dataset, self.seed),
+                batch_size=self.batch_size,
+                sampler=EpochTagged(self.sampler, self),
+                num_workers=self.num_workers,
+                drop_last=self.drop_last,
+                persistent_workers=True,
+                generator=torch.Generator().manual_seed(0),  # not the global RNG; re-seeded
+                **self.loader_options,
+            )
+        return self._persistent_loader
 
     def state_dict(self) -> dict[str, Any]:
         """``{"seed", "epoch", "batches_done"}``: enough to recompute the rest of the epoch."""

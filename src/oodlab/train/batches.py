@@ -127,6 +127,7 @@ def build_loader(
         batch,
         seed=seed,
         num_workers=data.num_workers,
+        persistent_workers=data.persistent_workers,
         pin_memory=device.type == "cuda",
     )
 

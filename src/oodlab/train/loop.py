@@ -142,6 +142,7 @@ class _Run:
         self.num_stages = 1
         self.quiet = config.train.quiet or not info.is_main
         self.epochs_after_stage = 0  # epochs of the stages after the running one (for the ETA)
+        self.last_eval = self.last_checkpoint = time.monotonic()  # for the *_minutes intervals
         self.progress = Progress(
             run_dir, enabled=info.is_main, tensorboard=config.train.tensorboard
         )
@@ -312,7 +313,9 @@ class _Run:
             if cfg.nonfinite == "skip":
                 row["skipped_steps"] = guard.skipped
             last = index == self.num_stages - 1 and finished == cfg.epochs
-            if info.is_main and cfg.eval_every and ((epoch + 1) % cfg.eval_every == 0 or last):
+            measure = cfg.eval_every or cfg.eval_minutes
+            if info.is_main and measure and (last or self._due(epoch + 1, cfg, "eval")):
+                self.last_eval = time.monotonic()
                 self.accuracy = id_accuracy(self.model, recipe, self.benchmark.test, device)
                 row["id_accuracy"] = self.accuracy
                 if self.config.train.keep == "best_val_acc" and index == self.num_stages - 1:
@@ -322,6 +325,8 @@ class _Run:
                 self.progress.epoch(
                     row, cfg.epochs, cfg.epochs - finished + self.epochs_after_stage
                 )
+            if info.is_main and (finished == cfg.epochs or self._due(finished, cfg, "checkpoint")):
+                self.last_checkpoint = time.monotonic()
                 ckpt: dict[str, Any] = {"stage": index, "epoch": finished, "step": step}
                 ckpt |= {"model": self.model.state_dict(), "optimizer": optimizer.state_dict()}
                 ckpt |= {"scheduler": scheduler.state_dict(), "scaler": scaler.state_dict()}
@@ -329,6 +334,15 @@ class _Run:
                 ckpt["loaders"] = loader.state_dict()
                 checkpoint.save(self.run_dir, ckpt)
             barrier(info)
+
+    def _due(self, epochs: int, cfg: Any, what: str) -> bool:
+        """Whether ``what`` (``eval`` or ``checkpoint``) is due after ``epochs`` epochs: every
+        ``{what}_every`` epochs, or ``{what}_minutes`` after the last one."""
+        every, minutes = getattr(cfg, f"{what}_every"), getattr(cfg, f"{what}_minutes")
+        since = time.monotonic() - getattr(self, f"last_{what}")
+        return bool(every and epochs % every == 0) or (
+            minutes is not None and since >= 60 * minutes
+        )
 
     def _keeper(self) -> BestKeeper:
         return BestKeeper(self.run_dir, accuracy_set(self.benchmark)[1])

@@ -123,6 +123,9 @@ RESUME_MAY_CHANGE = (
     "train.tensorboard",
     "train.nonfinite",
     "data.data_root",
+    "data.persistent_workers",
+    "train.checkpoint_every",
+    "train.checkpoint_minutes",
 )
 
 
