@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 
@@ -92,3 +93,55 @@ def test_bench_synthetic_end_to_end(tmp_path):
     )
     assert messages == []
     assert again["rows"] == summary["rows"]
+
+
+def test_bench_scores_carry_the_methods_declared_parameters():
+    from oodlab.bench.runner import bench_scores
+    from oodlab.eval.cli import zoo_scores
+    from oodlab.scores._spec import spec_name
+
+    npos = bench_scores("npos", "knn")  # NPOS declares knn:k=300 (its test scripts)
+    assert npos[0] == ("knn", {"k": 300})
+    names = [spec_name(s) for s in npos]
+    assert names == list(dict.fromkeys(["knn", *zoo_scores()]))  # the zoo, knn once
+    ce = bench_scores("ce", "msp")  # no declared parameters: the plain zoo
+    assert ce == list(dict.fromkeys(["msp", *zoo_scores()]))
+    given = bench_scores("npos", "knn:k=7")  # parameters already given are kept
+    assert given[0] == ("knn", {"k": 7})
+    assert [spec_name(s) for s in given].count("knn") == 1
+
+
+def test_run_bench_passes_the_declared_parameters_to_evaluate(tmp_path, monkeypatch):
+    """The wiring: an NPOS bench run is evaluated with KNN k = 300, as ``oodlab eval`` on the
+    run (training, the model and the evaluation itself are stubbed: only the arguments are
+    checked)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from oodlab.bench import runner
+    from oodlab.bench.presets import PRESETS, BenchMethod, BenchPreset
+
+    base = PRESETS.get("synthetic").factory().base
+    preset = BenchPreset("t", base, (BenchMethod("npos", ("method.name=npos",), "knn"),))
+    monkeypatch.setattr(runner, "PRESETS", SimpleNamespace(get=lambda _: SimpleNamespace(
+        factory=lambda: preset)))  # fmt: skip
+    done = SimpleNamespace(seconds=0.0, final_accuracy=0.0)
+    module = importlib.import_module  # the packages re-export functions of the same names
+    monkeypatch.setattr(module("oodlab.train.loop"), "train", lambda *a, **k: done)
+    monkeypatch.setattr(module("oodlab.train.run"), "load_model_from_run",
+                        lambda _: torch.nn.Identity())  # fmt: skip
+    seen = []
+
+    class StopError(Exception):
+        pass
+
+    def evaluate(model, test, ood, scores, **kwargs):
+        seen.append(list(scores))
+        raise StopError
+
+    monkeypatch.setattr(module("oodlab.eval.evaluate"), "evaluate", evaluate)
+    with pytest.raises(StopError):
+        run_bench("t", tmp_path / "bench", quiet=True, log=lambda _: None)
+    assert seen[0] == runner.bench_scores("npos", "knn")
+    assert seen[0][0] == ("knn", {"k": 300})

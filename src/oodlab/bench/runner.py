@@ -12,7 +12,7 @@ conventions labelled, ID accuracy and many / medium / few-shot accuracy.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,11 +26,15 @@ from oodlab.errors import ConfigError
 from oodlab.io import read_json
 from oodlab.locks import locks_folder
 
+if TYPE_CHECKING:
+    from oodlab.scores._spec import ScoreSpec
+
 __all__ = [
     "HEADER",
     "PRESETS",
     "BenchMethod",
     "BenchPreset",
+    "bench_scores",
     "run_bench",
     "run_config",
     "summarise",
@@ -47,6 +51,23 @@ def run_config(
         overrides.append(f"data.data_root={data_root}")
     base = preset.base if method.config_file is None else load_yaml(method.config_file)
     return from_dict(RunConfig, apply_overrides(base, overrides))
+
+
+def bench_scores(method_name: str, default_score: str) -> list[ScoreSpec]:
+    """The scores a bench run is evaluated with: the method's own score, then the post-hoc
+    zoo, each with the hyper-parameters the method declares for it (registry ``score_params``;
+    NPOS: ``knn`` → ``knn:k=300``), as ``oodlab eval RUN_DIR`` applies them. One spec per
+    score name (results are keyed by name): the first wins, so the method's own score keeps
+    parameters it was given."""
+    from oodlab.eval.checkpoint import with_method_params
+    from oodlab.eval.cli import zoo_scores
+    from oodlab.scores._spec import parse_score_specs, spec_name
+
+    named = with_method_params(method_name, [default_score, *zoo_scores()])
+    specs: dict[str, ScoreSpec] = {}
+    for spec in parse_score_specs(",".join(named)):
+        specs.setdefault(spec_name(spec), spec)
+    return list(specs.values())
 
 
 @locks_folder("out_dir", "bench folder", "--out")
@@ -69,7 +90,7 @@ def run_bench(
     the runs left out (``missing_runs``)."""
     from oodlab.data import build_benchmark
     from oodlab.data.class_names import class_names
-    from oodlab.eval.cli import zoo_omitted, zoo_scores
+    from oodlab.eval.cli import zoo_omitted
     from oodlab.eval.evaluate import evaluate
     from oodlab.eval.extract import ExtractConfig
     from oodlab.eval.report import write_report
@@ -105,7 +126,7 @@ def run_bench(
                 benchmark = build_benchmark(
                     data.benchmark, data.data_root, seed=data.seed, **data.options
                 )
-                scores = list(dict.fromkeys([method.default_score, *zoo_scores()]))
+                scores = bench_scores(config.method.name, method.default_score)
                 result = evaluate(
                     load_model_from_run(run_dir),
                     benchmark.test,
