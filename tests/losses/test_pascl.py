@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from oodlab.errors import ConfigError
 from oodlab.losses.oe import outlier_exposure
-from oodlab.losses.pascl import PASCLLoss, pascl_contrastive, tail_classes
+from oodlab.losses.pascl import PASCLLoss, _masked_contrastive, pascl_contrastive, tail_classes
 
 
 def brute_force(views, labels, aux, tail, temperature):
@@ -119,3 +119,45 @@ def test_stage_one_loss_weights_its_three_terms():
     expected = ce + 0.5 * outlier_exposure(aux_logits) + 0.1 * con
     got = loss(logits, proj, labels, aux_logits, aux_proj)
     assert got.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("labels", "aux_rows"),
+    [
+        ([0, 3, 3, 2, 1, 3, 2], 4),  # the brute-force case
+        ([0, 3, 3, 2, 1, 3, 2], 0),  # no outliers
+        ([2, 3, 3, 2], 3),  # every sample a tail sample
+        ([0, 1, 0, 1], 3),  # no tail sample: zero, with a graph
+        ([0, 1, 0, 1], 0),  # no tail sample and no outlier
+    ],
+)
+def test_the_sync_free_masked_form_equals_the_indexed_form(labels, aux_rows):
+    # The masked form runs on accelerators (no host sync); here both run on the CPU.
+    labels = torch.tensor(labels)
+    tail = torch.tensor([False, False, True, True])
+    views = [unit(len(labels), 5, 20).requires_grad_(), unit(len(labels), 5, 21).requires_grad_()]
+    aux = unit(aux_rows, 5, 22).requires_grad_() if aux_rows else torch.zeros(0, 5).double()
+    indexed = pascl_contrastive(views, labels, aux, tail, 0.2)
+    grads = torch.autograd.grad(indexed, views, allow_unused=True)
+    masked = _masked_contrastive(views, labels, aux, tail[labels], 0.2)
+    masked_grads = torch.autograd.grad(masked, views, allow_unused=True)
+    assert masked.item() == pytest.approx(indexed.item(), rel=1e-9, abs=1e-12)
+    if aux_rows and labels.tolist() == [0, 3, 3, 2, 1, 3, 2]:
+        plain = [v.detach() for v in views]
+        assert masked.item() == pytest.approx(
+            brute_force(plain, labels, aux.detach(), tail, 0.2), rel=1e-9
+        )
+    for a, b in zip(grads, masked_grads, strict=True):
+        a = torch.zeros_like(b) if a is None else a
+        torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_cuda_the_loss_equals_the_cpu_loss():
+    labels = torch.tensor([0, 3, 3, 2, 1, 3, 2])
+    tail = torch.tensor([False, False, True, True])
+    views, aux = [unit(7, 5, 0), unit(7, 5, 1)], unit(4, 5, 2)
+    cpu = pascl_contrastive(views, labels, aux, tail, 0.2)
+    cuda = pascl_contrastive([v.cuda() for v in views], labels.cuda(), aux.cuda(), tail, 0.2)
+    assert cuda.item() == pytest.approx(cpu.item(), rel=1e-9)

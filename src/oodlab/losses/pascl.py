@@ -54,6 +54,8 @@ def pascl_contrastive(
         ``sign(·)`` is +1 on every tail class, so it is omitted.
     """
     is_tail = tail.to(labels.device)[labels]
+    if labels.device.type != "cpu":  # no host sync on an accelerator: the masked form
+        return _masked_contrastive(id_views, labels, aux, is_tail, temperature)
     if not bool(is_tail.any()):
         return sum((v.sum() for v in id_views), aux.sum()) * 0.0  # keeps the graph connected
     anchors = torch.cat([view[is_tail] for view in id_views])
@@ -69,6 +71,34 @@ def pascl_contrastive(
     positive &= not_self
     target = positive.to(log_prob.dtype) / positive.sum(dim=1, keepdim=True).clamp_min(1)
     return -(target * log_prob.masked_fill(~not_self, 0.0)).sum(dim=1).mean()
+
+
+def _masked_contrastive(
+    id_views: Sequence[Tensor], labels: Tensor, aux: Tensor, is_tail: Tensor, temperature: float
+) -> Tensor:
+    """:func:`pascl_contrastive` without selecting the tail rows (no data-dependent shapes, so
+    no host sync): every view is a row, non-tail rows and columns are masked out and the
+    anchors' mean is a masked sum over their count. Equal to the indexed form up to float
+    round-off (a test checks values and gradients); the indexed form is kept on the CPU,
+    where a sync costs nothing, so CPU training stays bit-identical to earlier versions."""
+    anchors = torch.cat(list(id_views))
+    is_anchor = is_tail.repeat(len(id_views))
+    anchor_labels = labels.repeat(len(id_views))
+    n = len(anchors)
+    sim = anchors @ torch.cat([anchors, aux]).T / temperature
+    sim = sim - sim.max(dim=1, keepdim=True).values.detach()  # any row shift: LSE-invariant
+    contrast = torch.cat([is_anchor, is_anchor.new_ones(len(aux))])
+    allowed = contrast[None, :].expand(n, -1).clone()
+    allowed[:, :n].fill_diagonal_(False)
+    allowed |= ~is_anchor[:, None]  # rows that are no anchor: any finite value, weighted 0
+    log_prob = sim - torch.logsumexp(sim.masked_fill(~allowed, float("-inf")), dim=1, keepdim=True)
+    positive = torch.zeros_like(allowed)
+    positive[:, :n] = (anchor_labels[:, None] == anchor_labels[None, :]) & is_anchor[None, :]
+    positive &= allowed & is_anchor[:, None]
+    target = positive.to(log_prob.dtype) / positive.sum(dim=1, keepdim=True).clamp_min(1)
+    per_row = -(target * log_prob.masked_fill(~allowed, 0.0)).sum(dim=1)
+    weight = is_anchor.to(per_row.dtype)
+    return (per_row * weight).sum() / weight.sum().clamp_min(1)
 
 
 @register_loss("pascl", paper="Wang et al. (PASCL), ICML 2022, arXiv:2207.01160")
