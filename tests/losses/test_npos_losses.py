@@ -14,6 +14,7 @@ from oodlab.losses import LOSSES
 from oodlab.losses.npos import (
     NPOSFeatureLoss,
     NPOSLoss,
+    _ema_rounds,
     ema_prototypes,
     logitnorm_cross_entropy,
     prototype_compactness,
@@ -36,6 +37,20 @@ def test_ema_matches_a_per_sample_loop():
     np_out = ema_prototypes(P0, Z, Y, 0.9)
     assert torch.allclose(np_out, expected, atol=1e-12)
     assert torch.equal(P0, P0.clone())  # input untouched
+
+
+@pytest.mark.parametrize("labels", [Y, torch.tensor([1, 1, 1, 1, 1, 1, 1, 1]), Y[:0]])
+def test_the_masked_ema_rounds_equal_the_row_selecting_loop(labels):
+    # The masked rounds run on accelerators (one host sync); here both run on the CPU.
+    z = Z[: len(labels)].clone().requires_grad_()
+    loop = ema_prototypes(P0, z, labels, 0.9)
+    masked = _ema_rounds(P0, z, labels, 0.9)
+    torch.testing.assert_close(masked, loop, rtol=0, atol=1e-15)
+    if len(labels):
+        weights = torch.randn(C, D, generator=torch.Generator().manual_seed(1), dtype=Z.dtype)
+        (grad_loop,) = torch.autograd.grad((loop * weights).sum(), z)
+        (grad_masked,) = torch.autograd.grad((masked * weights).sum(), z)
+        torch.testing.assert_close(grad_masked, grad_loop, rtol=0, atol=1e-15)
 
 
 def test_dispersion_matches_the_written_out_formula():

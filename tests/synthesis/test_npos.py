@@ -10,6 +10,7 @@ import torch
 from oodlab.errors import ConfigError, DataError
 from oodlab.synthesis.npos import (
     NPOSSynthesizer,
+    fifo_push,
     gaussian_candidates,
     kth_sqdist,
     reject_farthest,
@@ -264,3 +265,52 @@ def test_synthesizer_passes_the_official_options_through():
     assert out.norm(dim=1).max() < 2.0  # σ·ε around the origin (σ = 0.1, d = 4)
     with pytest.raises(ConfigError, match="rejection"):
         NPOSSynthesizer(2, rejection="random", **kwargs)
+
+
+def test_the_sync_free_push_equals_the_per_class_loop_exactly():
+    # The gather form runs on accelerators; here both run on the CPU, push after push: filling,
+    # classes absent from a batch, a class with more new rows than its queue, empty batches.
+    generator = torch.Generator().manual_seed(3)
+    synth = NPOSSynthesizer(4, queue_size=5, noise_samples=4, select=2, pick=1, keep=1, k=2)
+    queue, counts = None, None
+    for size in (3, 0, 7, 1, 12, 2, 9, 6):
+        labels = torch.randint(0, 3 if size < 7 else 4, (size,), generator=generator)
+        if size == 12:
+            labels[:8] = 2  # eight new rows for class 2 in one batch, the queue holds five
+        feats = torch.randn(size, 3, generator=generator)
+        synth.push(feats, labels)
+        if queue is None:
+            queue, counts = torch.zeros(4, 5, 3), torch.zeros(4, dtype=torch.long)
+        queue = fifo_push(queue, counts, feats, labels)
+        assert torch.equal(queue, synth.queue)
+        assert torch.equal(counts, synth.counts)
+    assert counts.max() == 5  # full queues (dropping their oldest rows) and
+    assert counts.min() < 5  # one still filling
+
+
+def test_noise_and_picks_are_drawn_on_the_queue_device_with_the_global_generator():
+    synth = NPOSSynthesizer(2, queue_size=3, noise_samples=4, select=2, pick=1, keep=1, k=2)
+    synth.push(torch.randn(6, 2, generator=torch.Generator().manual_seed(0)), torch.arange(6) % 2)
+    torch.manual_seed(7)
+    drawn = synth.sample()
+    torch.manual_seed(7)  # the same draws as torch.randn / torch.rand on the CPU before
+    expected = synthesize(synth.queue, torch.randn(4, 2), 2, 2, 1, 0.1, 1, None)
+    assert torch.equal(drawn, expected.reshape(-1, 2))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_cuda_the_queues_equal_the_cpu_queues_and_sampling_runs_there():
+    generator = torch.Generator().manual_seed(4)
+    kwargs = {"queue_size": 5, "noise_samples": 6, "select": 3, "pick": 2, "keep": 2, "k": 2}
+    cpu, cuda = NPOSSynthesizer(3, **kwargs), NPOSSynthesizer(3, **kwargs)
+    for size in (4, 9, 1, 12):
+        labels = torch.randint(0, 3, (size,), generator=generator)
+        feats = torch.randn(size, 4, generator=generator)
+        cpu.push(feats, labels)
+        cuda.push(feats.cuda(), labels.cuda())
+    assert torch.equal(cuda.queue.cpu(), cpu.queue)
+    assert torch.equal(cuda.counts.cpu(), cpu.counts)
+    if cpu.ready:
+        assert cuda.ready
+        assert cuda.sample().device.type == "cuda"

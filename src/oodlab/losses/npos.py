@@ -16,8 +16,12 @@ def ema_prototypes(prototypes: Tensor, z: Tensor, labels: Tensor, momentum: floa
 
     The update is sequential per sample, as the official code; samples of different classes
     touch different rows, so all classes advance together, one occurrence rank at a time.
-    Gradients reach ``z``; ``prototypes`` ``(C, d)`` is not modified in place.
+    Gradients reach ``z``; ``prototypes`` ``(C, d)`` is not modified in place. Off the CPU
+    the rounds use masks instead of selecting rows (:func:`_ema_rounds`: one host sync, for
+    the number of rounds, instead of about ``2C``).
     """
+    if labels.device.type != "cpu":
+        return _ema_rounds(prototypes, z, labels, momentum)
     rank = torch.zeros_like(labels)
     for c in labels.unique():
         where = labels == c
@@ -31,6 +35,28 @@ def ema_prototypes(prototypes: Tensor, z: Tensor, labels: Tensor, momentum: floa
     return out
 
 
+def _ema_rounds(prototypes: Tensor, z: Tensor, labels: Tensor, momentum: float) -> Tensor:
+    """:func:`ema_prototypes` with fixed shapes: round ``r`` updates every class from its
+    ``r``-th sample, the other samples writing to a discarded extra row. The same arithmetic
+    on the same rows (a test checks values and gradients against the loop)."""
+    num, n = len(prototypes), len(labels)
+    if n == 0:
+        return prototypes
+    labels = labels.long()
+    per_class = torch.zeros(num, dtype=torch.long, device=labels.device)
+    per_class.scatter_add_(0, labels, torch.ones_like(labels))
+    order = torch.sort(labels, stable=True).indices
+    rank = torch.empty_like(labels)
+    first = torch.cumsum(per_class, 0) - per_class
+    rank[order] = torch.arange(n, device=labels.device) - first[labels[order]]
+    out = torch.cat([prototypes, prototypes.new_zeros(1, prototypes.shape[1])])
+    for r in range(int(per_class.max())):  # the one host sync
+        target = torch.where(rank == r, labels, num)
+        mixed = momentum * out[target] + (1 - momentum) * z
+        out = out.index_copy(0, target, nn.functional.normalize(mixed, dim=1))
+    return out[:num]
+
+
 def prototype_dispersion(
     prototypes: Tensor, temperature: float = 0.1, base_temperature: float = 0.1
 ) -> Tensor:
@@ -41,6 +67,8 @@ def prototype_dispersion(
     sim = prototypes @ prototypes.T / temperature
     off = ~torch.eye(num, dtype=torch.bool, device=sim.device)
     rows = torch.log((sim.exp() * off).sum(1) / (num - 1))
+    if rows.device.type != "cpu":  # the same mean without a data-dependent selection
+        return temperature / base_temperature * rows.nanmean()
     rows = rows[~torch.isnan(rows)]
     return temperature / base_temperature * rows.mean()
 

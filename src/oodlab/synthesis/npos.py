@@ -171,12 +171,48 @@ def synthesize(
     bank = normalize(queues, dim=-1)
     valid = (queues != 0).any(-1) if reset_rows == "official" else None
     boundary = select_boundary(bank, k, select, valid)
-    order = torch.rand(len(queues), select, generator=generator).argsort(dim=1)[:, :pick]
+    order = torch.rand(
+        len(queues), select, generator=generator, device=_draw_device(generator, queues.device)
+    ).argsort(dim=1)[:, :pick]
     chosen = torch.gather(boundary, 1, order.to(boundary.device))
     anchors = torch.gather(queues, 1, chosen[..., None].expand(-1, -1, queues.shape[-1]))
     candidates = gaussian_candidates(anchors, noise, sigma)
     kept = reject_farthest(candidates, bank, k, keep, rejection, valid)
     return kept.reshape(len(queues), pick * keep, -1)
+
+
+def _draw_device(generator: torch.Generator | None, device: torch.device) -> torch.device:
+    """Where random draws are made: on ``device`` with the global generators (no host copy;
+    on the CPU the same draws as before), else on the ``generator``'s own device."""
+    return device if generator is None else generator.device
+
+
+def fifo_push(queue: Tensor, counts: Tensor, features: Tensor, labels: Tensor) -> Tensor:
+    """``queue`` ``(C, M, d)`` after appending each class's rows of ``features`` in batch order
+    and keeping its last ``M`` rows (``counts`` ``(C,)`` are filled, updated in place).
+
+    Without a data-dependent shape or a host sync: each final slot ``(c, j)`` reads its row from
+    the old queue or from the batch by one gather (a stable sort groups the batch by class).
+    Pure copies, so it equals the per-class loop exactly (a test checks it)."""
+    num_classes, size, _ = queue.shape
+    n = len(labels)
+    if n == 0:
+        return queue
+    new = torch.zeros_like(counts).scatter_add_(0, labels, torch.ones_like(labels))
+    order = torch.sort(labels, stable=True).indices
+    start = torch.cumsum(new, 0) - new
+    total = counts + new
+    kept = total.clamp(max=size)
+    slot = torch.arange(size, device=queue.device)[None, :]
+    source = slot + (total - kept)[:, None]  # index into concat(old rows, new rows) per class
+    row = torch.arange(num_classes, device=queue.device)[:, None] * size
+    from_batch = order[(start[:, None] + source - counts[:, None]).clamp(0, n - 1)]
+    from_old = row + source.clamp(max=size - 1)
+    index = torch.where(source < counts[:, None], from_old, num_classes * size + from_batch)
+    index = torch.where(slot < kept[:, None], index, row + slot)  # slots past the fill: kept
+    combined = torch.cat([queue.reshape(num_classes * size, -1), features])
+    counts.copy_(kept)
+    return combined[index.reshape(-1)].reshape(queue.shape)
 
 
 class NPOSSynthesizer:
@@ -235,11 +271,15 @@ class NPOSSynthesizer:
         self.reset_rows: ResetRows = reset_rows
         self.queue = torch.zeros(num_classes, queue_size, 0)
         self.counts = torch.zeros(num_classes, dtype=torch.long)
+        self._full = False  # every queue seen full once (counts never decrease)
 
     @property
     def ready(self) -> bool:
-        """Whether every class queue is full (synthesis may run)."""
-        return bool((self.counts == self.queue_size).all())
+        """Whether every class queue is full (synthesis may run). Counts never decrease, so
+        once true it is remembered: no host sync per step after the queues have filled."""
+        if not self._full:
+            self._full = bool((self.counts == self.queue_size).all())
+        return self._full
 
     @torch.no_grad()
     def push(self, features: Tensor, labels: Tensor) -> None:
@@ -259,6 +299,10 @@ class NPOSSynthesizer:
         # float32 storage: under autocast the features may arrive in half precision.
         self.queue = self.queue.to(features.device, torch.float32)
         feats, labels = features.detach().float(), labels.to(features.device)
+        if feats.device.type != "cpu":  # no host sync: one gather (equal to the loop below)
+            self.counts = self.counts.to(feats.device)
+            self.queue = fifo_push(self.queue, self.counts, feats, labels.long())
+            return
         for c in labels.unique().tolist():
             n = int(self.counts[c])
             rows = torch.cat([self.queue[c, :n], feats[labels == c]])[-self.queue_size :]
@@ -274,8 +318,10 @@ class NPOSSynthesizer:
         """``(C · P · R, d)`` outliers from the current queues (class-major order)."""
         if not self.ready:
             raise DataError("NPOS synthesis needs every class queue full; push more features")
-        noise = torch.randn(self.noise_samples, self.queue.shape[2], generator=generator)
-        noise = noise.to(self.queue.device)
+        noise = torch.randn(
+            self.noise_samples, self.queue.shape[2], generator=generator,
+            device=_draw_device(generator, self.queue.device),
+        ).to(self.queue.device)  # fmt: skip
         # Classes in chunks: the (classes, P·S, M) distance block stays under ~64 MB.
         per_class = self.pick * self.noise_samples * self.queue_size
         chunk = max(1, (1 << 24) // per_class)
@@ -297,8 +343,9 @@ class NPOSSynthesizer:
         return torch.cat(out).reshape(-1, self.queue.shape[2])
 
     def state_dict(self) -> dict[str, Any]:
-        return {"queue": self.queue.detach().cpu().clone(), "counts": self.counts.clone()}
+        return {"queue": self.queue.detach().cpu().clone(), "counts": self.counts.cpu().clone()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.queue = state["queue"].clone()
         self.counts = state["counts"].clone().long()
+        self._full = False
