@@ -9,6 +9,10 @@ Architectures, as facts of the official code:
   ``shortcut = bn(conv1×1(x))`` when the shape changes; global average pool; a linear layer.
 * torchvision ResNet: 7×7/2 stem (pad 3) + BN + ReLU + 3×3/2 max-pool (pad 1); BasicBlocks or
   Bottlenecks (1×1, 3×3 with the stride, 1×1 ×4) with ``downsample = bn(conv1×1)``.
+* CLIP ViT block (NPOS's CLIP tail): ``x + attn(ln_1(x))`` then ``x + c_proj(quick_gelu(c_fc(
+  ln_2(x))))`` with ``quick_gelu(x) = x·σ(1.702x)``, multi-head attention with ``width // 64``
+  heads (``in_proj`` = stacked q, k, v projections, softmax(q kᵀ / √d_head) v, ``out_proj``);
+  then ``ln_post`` of the class token and ``@ proj``.
 * BiT ResNet-v2 (MOS): weight-standardised convs; root 7×7/2 (pad 3), zero pad 1, 3×3/2
   max-pool; pre-activation bottleneck units ``gn1 → relu → (downsample of it | identity)``,
   ``conv1 → gn2 → relu → conv2 (stride) → gn3 → relu → conv3``; final GN + ReLU, mean, 1×1 conv.
@@ -208,3 +212,57 @@ def bit_logits(state: dict, x: Tensor) -> Tensor:
     out = F.relu(F.group_norm(out, 32, s["before_head.gn.weight"], s["before_head.gn.bias"]))
     pooled = out.mean(dim=(2, 3), keepdim=True)
     return F.conv2d(pooled, s["head.conv.weight"], s["head.conv.bias"])[..., 0, 0]
+
+
+def clip_tail_state(blocks: int = 2, width: int = 768, out_dim: int = 512, seed: int = 0) -> dict:
+    """NPOS ``CLIP_ft.state_dict()``: ``transformer_resblocks.block{i}``, ``ln_post``, ``proj``,
+    ``outlier_MLP.{0,2}`` (512 → 32 → 1)."""
+    g = torch.Generator().manual_seed(seed)
+    s: dict[str, Tensor] = {}
+
+    def ln(name: str) -> None:
+        s[f"{name}.weight"] = 1 + 0.1 * torch.randn(width, generator=g)
+        s[f"{name}.bias"] = 0.1 * torch.randn(width, generator=g)
+
+    for i in range(blocks):
+        p = f"transformer_resblocks.block{i}"
+        ln(f"{p}.ln_1")
+        s[f"{p}.attn.in_proj_weight"] = torch.randn(3 * width, width, generator=g) / width**0.5
+        s[f"{p}.attn.in_proj_bias"] = 0.1 * torch.randn(3 * width, generator=g)
+        _linear(s, f"{p}.attn.out_proj", width, width, g)
+        ln(f"{p}.ln_2")
+        _linear(s, f"{p}.mlp.c_fc", 4 * width, width, g)
+        _linear(s, f"{p}.mlp.c_proj", width, 4 * width, g)
+    ln("ln_post")
+    s["proj"] = torch.randn(width, out_dim, generator=g) / width**0.5
+    _linear(s, "outlier_MLP.0", 32, out_dim, g)
+    _linear(s, "outlier_MLP.2", 1, 32, g)
+    return s
+
+
+def _attention(x: Tensor, s: dict, p: str, heads: int) -> Tensor:
+    n, length, width = x.shape
+    qkv = x @ s[f"{p}.in_proj_weight"].T + s[f"{p}.in_proj_bias"]
+    q, k, v = (t.reshape(n, length, heads, width // heads).transpose(1, 2)
+               for t in qkv.chunk(3, dim=-1))  # fmt: skip
+    weights = torch.softmax(q @ k.transpose(-1, -2) / (width // heads) ** 0.5, dim=-1)
+    out = (weights @ v).transpose(1, 2).reshape(n, length, width)
+    return out @ s[f"{p}.out_proj.weight"].T + s[f"{p}.out_proj.bias"]
+
+
+def clip_tail_embedding(s: dict, tokens: Tensor) -> Tensor:
+    """NPOS ``CLIP_ft.ft_blocks``: the tail blocks, ``ln_post`` of the class token, ``@ proj``."""
+    width = tokens.shape[-1]
+
+    def ln(x: Tensor, name: str) -> Tensor:
+        return F.layer_norm(x, (width,), s[f"{name}.weight"], s[f"{name}.bias"], 1e-5)
+
+    x, i = tokens, 0
+    while f"transformer_resblocks.block{i}.ln_1.weight" in s:
+        p = f"transformer_resblocks.block{i}"
+        x = x + _attention(ln(x, f"{p}.ln_1"), s, f"{p}.attn", width // 64)
+        h = ln(x, f"{p}.ln_2") @ s[f"{p}.mlp.c_fc.weight"].T + s[f"{p}.mlp.c_fc.bias"]
+        h = h * torch.sigmoid(1.702 * h)
+        x = x + h @ s[f"{p}.mlp.c_proj.weight"].T + s[f"{p}.mlp.c_proj.bias"]
+        i += 1
+    return ln(x[:, 0], "ln_post") @ s["proj"]

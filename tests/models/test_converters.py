@@ -180,6 +180,46 @@ def test_mos_group_and_flat_bit_finetunes(tmp_path, capsys):
     torch.testing.assert_close(logits_of(model, x), expected, rtol=1e-3, atol=1e-3)
 
 
+def test_npos_clip_tail_with_its_uncertainty_mlp_and_class_embeddings(tmp_path, capsys):
+    """NPOS's ``CLIP_ft.state_dict()`` (ViT-B/16 shapes, 2 fine-tuned blocks = --num_layers 10)
+    with the text embeddings in the official ``(512, C)`` orientation."""
+    from oodlab.scores.mcm import mcm
+
+    state = official.clip_tail_state(blocks=2)
+    assert detect_format(state) == "npos_clip"
+    text = F.normalize(torch.randn(6, 512, generator=torch.Generator().manual_seed(1)), dim=1)
+    path = tmp_path / "text.pt"
+    torch.save(text.T.contiguous(), path)
+    with pytest.raises(ConfigError, match="class_embeddings=FILE"):
+        load(tmp_path, state, num_classes=6)
+    saved = {f"module.{k}": v for k, v in state.items()}  # nn.DataParallel
+    model, scores = load(tmp_path, saved, "--model-set", f"class_embeddings={path}",
+                         num_classes=6)  # fmt: skip
+    out = capsys.readouterr().out
+    assert "npos_clip (detected)" in out
+    assert "2 fine-tuned blocks" in out
+    check_norm(model, "none")
+    assert scores[0] == "mcm"
+    tokens = torch.randn(3, 197, 768, generator=torch.Generator().manual_seed(2))
+    z = official.clip_tail_embedding(state, tokens)
+    with torch.no_grad():
+        torch.testing.assert_close(model.features(tokens), z, rtol=1e-4, atol=1e-4)
+        logits = logits_of(model, tokens)
+        phi = model.extra_outputs(model.features(tokens))["bin_logit"]
+    # CLIP_ft.logits_compute: z / (norm of the whole batch) @ text; oodlab's: z @ text
+    official_logits = (z / z.norm()) @ text.T
+    torch.testing.assert_close(logits, official_logits * z.norm(), rtol=1e-4, atol=1e-4)
+    hidden = F.relu(z @ state["outlier_MLP.0.weight"].T + state["outlier_MLP.0.bias"])
+    expected_phi = (hidden @ state["outlier_MLP.2.weight"].T + state["outlier_MLP.2.bias"])[:, 0]
+    torch.testing.assert_close(phi, expected_phi, rtol=1e-4, atol=1e-4)
+    cosine = F.normalize(z, dim=1) @ text.T  # MCM: -max softmax(cos / T), per sample
+    expected = -torch.softmax(cosine, dim=1).amax(dim=1)
+    torch.testing.assert_close(mcm(model.features(tokens).detach(), text), expected)
+    torch.save(torch.randn(6, 100), path)
+    with pytest.raises(ConfigError, match="expected \\(classes, 512\\)"):
+        load(tmp_path, state, "--model-set", f"class_embeddings={path}", num_classes=6)
+
+
 def test_pascl_imood_patt_cifar_layouts(tmp_path, capsys):
     g = torch.Generator().manual_seed(5)
     body = official.kuangliu_state(10, classifier="linear")
@@ -260,6 +300,6 @@ def test_normalize_overrides_the_format_default_and_class_count_is_checked(tmp_p
 
 def test_every_format_is_tested_here():
     assert set(FORMATS.names()) == {
-        "openood_resnet18_32x32", "torchvision_resnet", "ascood", "npos", "mos_bit", "pascl",
-        "imood", "patt",
+        "openood_resnet18_32x32", "torchvision_resnet", "ascood", "npos", "npos_clip", "mos_bit",
+        "pascl", "imood", "patt",
     }  # fmt: skip

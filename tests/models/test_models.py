@@ -12,6 +12,8 @@ from oodlab.types import FeatureClassifier
 
 SMALL = {"small_cnn": {"width": 0.25}, "resnet18_cifar": {"width": 0.125}}
 SMALL |= {"resnet34_cifar": {"width": 0.125}}
+SMALL |= {"clip_vit_tail": {"width": 16, "heads": 2, "blocks": 1, "out_dim": 8}}
+TOKENS = {"clip_vit_tail": (2, 5, 16)}  # models on intermediate tokens, not images
 
 
 @pytest.mark.parametrize("name", MODELS.names())
@@ -19,7 +21,7 @@ def test_every_model_honours_the_features_head_contract(name):
     torch.manual_seed(0)
     model = MODELS.create(name, num_classes=7, in_channels=1, **SMALL.get(name, {})).eval()
     assert isinstance(model, FeatureClassifier)
-    x = torch.randn(2, 1, 28, 28)  # Fashion-MNIST size: adaptive pooling makes any size work
+    x = torch.randn(TOKENS.get(name, (2, 1, 28, 28)))  # 28: Fashion-MNIST; pooling takes any
     with torch.no_grad():
         z = model.features(x)
         assert z.shape == (2, model.feature_dim)
