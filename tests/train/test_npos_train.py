@@ -1,6 +1,7 @@
-"""End to end: ``npos`` on the generated benchmark then its default score (KNN), and the
-feature-space pipeline on generated ``.npy`` / ``.pt`` files then MCM, checked by hand; both
-resume bit-identically after a crash."""
+"""End to end: ``npos`` on the generated benchmark then its default score (KNN), and
+``npos_features`` (the ``embeddings`` benchmark of generated ``.npy`` / ``.pt`` files, the
+``feature_tail`` model, the one loop) then MCM, checked by hand; both resume bit-identically
+after a crash."""
 
 from __future__ import annotations
 
@@ -18,13 +19,11 @@ from oodlab.config import RunConfig, apply_overrides, from_dict
 from oodlab.errors import ConfigError, DataError
 from oodlab.io import safe_torch_load, sha256_file
 from oodlab.losses.npos import NPOSFeatureLoss
-from oodlab.models.heads import BinaryDiscriminator
 from oodlab.synthesis.feature_data import FeatureTail
 from oodlab.train import checkpoint
 from oodlab.train.loop import train
 from oodlab.train.methods.npos import NPOSRecipe
-from oodlab.train.methods.npos_features import NPOSFeaturesRecipe, train_on_features
-from oodlab.train.recipes import Batch
+from oodlab.train.methods.npos_features import NPOSFeaturesRecipe
 from oodlab.train.run import default_scores_of_run, load_model_from_run, load_run_config, read_log
 
 SMALL = {
@@ -124,8 +123,6 @@ def _write_features(root: Path, seed: int = 0) -> dict[str, str]:
 
 def _feature_config(files: dict[str, str], root: Path) -> dict:
     options = {
-        **files,
-        "ood_features": {"noise": str(root / "ood.npy")},
         "start_epoch": 1,
         "queue_size": 20,
         "noise_samples": 12,
@@ -134,8 +131,13 @@ def _feature_config(files: dict[str, str], root: Path) -> dict:
         "keep": 2,
         "k": 4,
     }
+    data = {**files, "ood_features": {"noise": str(root / "ood.npy")}}
     return {
-        "data": {"batch_size": 32},
+        "data": {"benchmark": "embeddings", "batch_size": 32, "options": data},
+        "model": {
+            "name": "feature_tail",
+            "options": {"class_embeddings": files["class_embeddings"]},
+        },
         "train": {
             "epochs": 3,
             "optimizer": "sgd",
@@ -144,6 +146,7 @@ def _feature_config(files: dict[str, str], root: Path) -> dict:
             "schedule": "constant",
             "device": "cpu",
             "seed": 1,
+            "quiet": True,
         },
         "method": {"name": "npos_features", "options": options},
     }
@@ -154,7 +157,7 @@ def test_feature_pipeline_trains_and_scores_with_mcm_checked_by_hand(tmp_path, c
     out = tmp_path / "out"
     config = tmp_path / "npos_features.yaml"
     config.write_text(yaml.safe_dump(_feature_config(files, tmp_path)))
-    assert main(["train", str(config), "--run-dir", str(out)]) == 0  # dispatches to the pipeline
+    assert main(["train", str(config), "--run-dir", str(out)]) == 0  # the one loop
     printed = capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())
     assert f"ID accuracy {100 * results['id_accuracy']:.2f}%" in printed
@@ -163,8 +166,8 @@ def test_feature_pipeline_trains_and_scores_with_mcm_checked_by_hand(tmp_path, c
     assert [r["open"] > 0 for r in results["train_log"]] == [False, True, True]
     weights = safe_torch_load(out / "model.pt")
     tail = FeatureTail(8, 8)
-    tail.load_state_dict(weights["tail"])
-    BinaryDiscriminator(8, 32).load_state_dict(weights["phi"])
+    tail.load_state_dict(_part(weights, "backbone.tail."))
+    assert _part(weights, "extra_heads.bin_logit.")["0.weight"].shape == (32, 8)  # phi: 8-32-1
     text = torch.load(files["class_embeddings"], weights_only=True)
     text = text / text.norm(dim=1, keepdim=True)
 
@@ -188,11 +191,13 @@ def test_feature_pipeline_trains_and_scores_with_mcm_checked_by_hand(tmp_path, c
 def test_shipped_feature_config_runs_through_oodlab_train(tmp_path, capsys):
     files = _write_features(tmp_path)
     config = Path(__file__).resolve().parents[2] / "configs/imagenet100/npos_clip_features.yaml"
-    sets = [f"method.options.{key}={path}" for key, path in files.items()]
+    sets = [f"data.options.{key}={path}" for key, path in files.items()]
     sets += [
-        f"method.options.ood_features={{noise: {tmp_path / 'ood.npy'}}}",
+        f"model.options.class_embeddings={files['class_embeddings']}",
+        f"data.options.ood_features={{noise: {tmp_path / 'ood.npy'}}}",
         "train.epochs=2",
         "train.device=cpu",
+        "data.batch_size=32",  # the config's 800 is more than the 240 generated embeddings
     ]
     argv = ["train", str(config), "--run-dir", str(tmp_path / "run")]
     for item in sets:
@@ -202,8 +207,8 @@ def test_shipped_feature_config_runs_through_oodlab_train(tmp_path, capsys):
     assert [r["epoch"] for r in results["train_log"]] == [0, 1]
     assert set(results["ood"]) == {"noise"}
     assert results["score"] == "mcm"
-    tail = FeatureTail(8, 8, blocks=2)  # the config's tail_blocks: 2
-    tail.load_state_dict(safe_torch_load(tmp_path / "run" / "model.pt")["tail"])
+    tail = FeatureTail(8, 8, blocks=2)  # the config's model.options.blocks: 2
+    tail.load_state_dict(_part(safe_torch_load(tmp_path / "run" / "model.pt"), "backbone.tail."))
     capsys.readouterr()
     before = {n: (tmp_path / "run" / n).read_bytes() for n in ("model.pt", "results.json")}
     assert main([*argv, "--resume"]) == 0  # a finished run: nothing to do, one line
@@ -216,38 +221,43 @@ def test_shipped_feature_config_runs_through_oodlab_train(tmp_path, capsys):
 def test_feature_pipeline_errors_are_one_line(tmp_path):
     files = _write_features(tmp_path)
     cfg = _feature_config(files, tmp_path)
-    cfg["method"]["options"]["train_labels"] = str(tmp_path / "missing.npy")
-    with pytest.raises(DataError, match="does not exist"):
-        train_on_features(from_dict(RunConfig, cfg), tmp_path / "o1")
+    cfg["data"]["options"]["train_labels"] = str(tmp_path / "missing.npy")
+    with pytest.raises(DataError, match=r"data\.options\.train_labels file .* does not exist"):
+        train(from_dict(RunConfig, cfg), tmp_path / "o1")
     np.save(tmp_path / "short.npy", np.zeros(5, dtype=np.int64))
-    cfg["method"]["options"]["train_labels"] = str(tmp_path / "short.npy")
+    cfg["data"]["options"]["train_labels"] = str(tmp_path / "short.npy")
     with pytest.raises(DataError, match=r"must be \(240,\) integers"):
-        train_on_features(from_dict(RunConfig, cfg), tmp_path / "o2")
+        train(from_dict(RunConfig, cfg), tmp_path / "o2")
     np.save(tmp_path / "t3.npy", np.zeros((3, 5), dtype=np.float32))
-    cfg["method"]["options"]["train_labels"] = files["train_labels"]
-    cfg["method"]["options"]["test_features"] = str(tmp_path / "t3.npy")
+    cfg["data"]["options"]["train_labels"] = files["train_labels"]
+    cfg["data"]["options"]["test_features"] = str(tmp_path / "t3.npy")
     with pytest.raises(DataError, match="dimension 5, expected 8"):
-        train_on_features(from_dict(RunConfig, cfg), tmp_path / "o3")
-    with pytest.raises(ConfigError, match="embedding files"):
-        NPOSFeaturesRecipe(None, [1, 1]).loss(torch.nn.Identity(), Batch([], torch.zeros(0)))
+        train(from_dict(RunConfig, cfg), tmp_path / "o3")
+    with pytest.raises(ConfigError, match="bin_logit head"):  # phi comes from the recipe's heads
+        NPOSFeaturesRecipe(None, [1, 1]).param_groups(torch.nn.Linear(2, 2), None)  # type: ignore[arg-type]
+
+
+def _part(state: dict, prefix: str) -> dict:
+    """The tensors of one sub-module of a saved state dict, under their own names."""
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 def _same_run(a: Path, b: Path) -> None:
     """Bit-identical final weights, results, train logs (bar timings) and last checkpoints."""
     wa, wb = safe_torch_load(a / "model.pt"), safe_torch_load(b / "model.pt")
-    for part in ("tail", "phi"):
-        assert wa[part].keys() == wb[part].keys()
-        assert all(torch.equal(wa[part][k], wb[part][k]) for k in wa[part])
+    assert wa.keys() == wb.keys()
+    assert {k.split(".")[0] for k in wa} >= {"backbone", "extra_heads"}  # the tail and phi
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert json.loads((a / "results.json").read_text()) == json.loads(
         (b / "results.json").read_text()
     )
     rows_a, rows_b = read_log(a), read_log(b)
-    assert [r.pop("seconds") > 0 for r in rows_a + rows_b]
+    assert [r.pop("images_per_s") > 0 for r in rows_a + rows_b]
     assert rows_a == rows_b
     ca, cb = checkpoint.load_latest(a), checkpoint.load_latest(b)
     assert ca["epoch"] == cb["epoch"]
     for key in ("queue", "counts"):
-        assert torch.equal(ca["synthesizer"][key], cb["synthesizer"][key])
+        assert torch.equal(ca["recipe"]["synthesizer"][key], cb["recipe"]["synthesizer"][key])
     assert torch.equal(ca["rng"]["torch"], cb["rng"]["torch"])
     momentum = [s["momentum_buffer"] for s in ca["optimizer"]["state"].values()]
     other = [s["momentum_buffer"] for s in cb["optimizer"]["state"].values()]
@@ -257,10 +267,11 @@ def _same_run(a: Path, b: Path) -> None:
 def test_feature_pipeline_writes_a_run_folder_with_checkpoints(tmp_path):
     files = _write_features(tmp_path)
     out = tmp_path / "out"
-    results = train_on_features(from_dict(RunConfig, _feature_config(files, tmp_path)), out)
+    train(from_dict(RunConfig, _feature_config(files, tmp_path)), out)
+    results = json.loads((out / "results.json").read_text())
     meta = json.loads((out / "meta.json").read_text())
     assert meta["seed"] == 1
-    recorded = {k: v["sha256"] for k, v in meta["embedding_files"].items()}
+    recorded = {k: v["sha256"] for k, v in meta["benchmark_info"]["input_files"].items()}
     expected = {k: sha256_file(v) for k, v in files.items()}
     assert recorded == {**expected, "ood_features.noise": sha256_file(tmp_path / "ood.npy")}
     rows = read_log(out)
@@ -275,16 +286,16 @@ def test_feature_pipeline_writes_a_run_folder_with_checkpoints(tmp_path):
     assert all(r["lr"] == 0.1 for r in rows)
     state = checkpoint.load_latest(out)
     assert (state["epoch"], state["step"]) == (3, 21)
-    assert state["synthesizer"]["counts"].tolist() == [20] * 3  # every class queue full
+    assert state["recipe"]["synthesizer"]["counts"].tolist() == [20] * 3  # every queue full
     assert checkpoint.load_verified(out / "checkpoint.prev.pt")["epoch"] == 2
     final = safe_torch_load(out / "model.pt")
-    assert all(torch.equal(final["tail"][k], v) for k, v in state["model"]["tail"].items())
+    assert all(torch.equal(final[k], v) for k, v in state["model"].items())
 
 
 def test_feature_pipeline_resumes_a_crash_bit_identically(tmp_path, monkeypatch):
     files = _write_features(tmp_path)
     config = from_dict(RunConfig, _feature_config(files, tmp_path))
-    train_on_features(config, tmp_path / "full")
+    train(config, tmp_path / "full")
     terms, calls = NPOSFeatureLoss.terms, []
 
     def crash(self, *args, **kwargs):
@@ -297,13 +308,13 @@ def test_feature_pipeline_resumes_a_crash_bit_identically(tmp_path, monkeypatch)
     with monkeypatch.context() as patch:
         patch.setattr(NPOSFeatureLoss, "terms", crash)
         with pytest.raises(SimulatedCrashError):
-            train_on_features(config, crashed)
+            train(config, crashed)
     assert checkpoint.load_latest(crashed)["epoch"] == 2
     assert not (crashed / "results.json").exists()
     assert [r["epoch"] for r in read_log(crashed)] == [0, 1]
     with pytest.raises(ConfigError, match="already holds a run; pass --resume"):
-        train_on_features(config, crashed)
-    train_on_features(config, crashed, resume=True)
+        train(config, crashed)
+    train(config, crashed, resume=True)
     _same_run(crashed, tmp_path / "full")
 
 
@@ -339,7 +350,7 @@ def test_feature_pipeline_extends_a_finished_run_through_the_cli(tmp_path, capsy
     np.save(files["train_labels"], np.zeros(240, dtype=np.int64))
     assert cli("part", "--set", "train.epochs=4", "--resume") == 2
     err = capsys.readouterr().err.strip()
-    assert "method.options.train_labels file" in err
+    assert "data.options.train_labels file" in err
     assert "changed since the run" in err
     assert "\n" not in err
     assert json.loads((tmp_path / "part" / "results.json").read_text())["epochs"] == 3

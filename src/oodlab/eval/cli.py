@@ -231,11 +231,6 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, list[str], Path]:
 
         config = load_run_config(args.run_dir)
         out = args.out or args.run_dir / "eval"
-        if config.method.name == "npos_features":  # a run on embedding files, not images
-            from oodlab.train.methods.npos_features_eval import load_feature_run
-
-            embedder, features = load_feature_run(args.run_dir, config)
-            return embedder, features, default_scores_of_run(config), out
         model = load_model_from_run(args.run_dir)
         data = config.data
         benchmark = build_benchmark(

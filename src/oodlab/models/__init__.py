@@ -7,6 +7,7 @@ Importing this package registers every model in :data:`MODELS` and every head ki
 from oodlab.models import (
     bit,
     clip_tail,
+    feature_tail,
     heads,
     released,
     resnet_cifar,
@@ -30,4 +31,13 @@ __all__ = [
     "register_model",
 ]
 
-_modules = [bit, clip_tail, heads, released, resnet_cifar, small_cnn, torchvision_resnet]
+_modules = [
+    bit,
+    clip_tail,
+    feature_tail,
+    heads,
+    released,
+    resnet_cifar,
+    small_cnn,
+    torchvision_resnet,
+]

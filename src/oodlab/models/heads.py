@@ -219,8 +219,14 @@ class WithHeads(nn.Module):
         return self.backbone.head(z)  # type: ignore[operator]
 
     def head_input(self, z: Tensor) -> Tensor | None:
-        """What the classifier reads for the features ``z``; ``None`` when that is ``z``."""
-        return None if self.pre_head is None else self.pre_head(z)
+        """What the classifier reads for the features ``z``; ``None`` when that is ``z``
+        (without a ``pre_head``, the backbone's own ``head_input`` when it has one)."""
+        if self.pre_head is not None:
+            return self.pre_head(z)
+        if self.classifier is None:
+            own = getattr(self.backbone, "head_input", None)
+            return own(z) if callable(own) else None
+        return None
 
     def linear_head(self) -> nn.Linear | None:
         if isinstance(self.classifier, nn.Linear):

@@ -1,14 +1,14 @@
 """``oodlab train CONFIG [--set key=value ...] [--run-dir DIR] [--resume]``.
 
-A config with ``method.name: npos_features`` trains on embedding files, not images: it runs
-:func:`oodlab.train.methods.npos_features.train_on_features` (which also scores with MCM)
-instead of the image loop, into the same kind of run folder (config, meta, train log, a
-checkpoint after every epoch), and ``--resume`` continues it the same way.
+Every method trains with the one loop (:func:`oodlab.train.loop.train`), images or stored
+embeddings alike (``data.benchmark: embeddings``); a recipe that evaluates itself at the end
+(``npos_features``: MCM) leaves a ``results.json`` whose mean AUROC is printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -39,12 +39,15 @@ def add_train_parser(sub: Any) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from oodlab.train.guards import finished_epochs
     from oodlab.train.loop import train
 
     config = load_config(RunConfig, args.config, args.overrides)
     run_dir = args.run_dir or Path("runs") / args.config.stem
-    if config.method.name == "npos_features":
-        return _train_on_features(config, run_dir, args.resume)
+    finished = finished_epochs(config, run_dir) if args.resume else None
+    if finished is not None:
+        print(f"{run_dir} has already finished its {finished} epochs; nothing to do")
+        return 0
     result = train(config, run_dir, resume=args.resume)
     if not result.is_main:  # under torchrun only rank 0 reports
         return 0
@@ -54,25 +57,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:  # a resumed run that had already finished: no step was taken
         done = f"the run had already finished its {result.epochs} epochs; nothing to train"
     print(f"{done}; ID accuracy {100 * result.final_accuracy:.2f}%")
+    own = run_dir / "results.json"  # written by a recipe that evaluates itself at the end
+    if own.is_file():
+        results = json.loads(own.read_text())
+        if "mean" in results:
+            score = str(results.get("score", "")).upper()
+            print(f"mean {score} AUROC {100 * results['mean']['auroc']:.2f}%")
     print(f"run folder: {run_dir}  (evaluate: oodlab eval {run_dir})")
-    return 0
-
-
-def _train_on_features(config: RunConfig, run_dir: Path, resume: bool) -> int:
-    from oodlab.train.methods.npos_features import finished_results, train_on_features
-
-    if resume and finished_results(config, run_dir) is not None:
-        print(
-            f"{run_dir} has already finished its {config.train.epochs} epochs; nothing to do "
-            f"(results: {run_dir / 'results.json'})"
-        )
-        return 0
-    results = train_on_features(config, run_dir, resume=resume)
-    summary = [f"trained {config.train.epochs} epochs on embedding files"]
-    if "id_accuracy" in results:
-        summary.append(f"ID accuracy {100 * results['id_accuracy']:.2f}%")
-    if "mean" in results:
-        summary.append(f"mean MCM AUROC {100 * results['mean']['auroc']:.2f}%")
-    print("; ".join(summary))
-    print(f"run folder: {run_dir}  (results: {run_dir / 'results.json'})")
     return 0

@@ -2,20 +2,22 @@
 
 Each problem is one line (:class:`~oodlab.errors.ConfigError`): options a benchmark, model or
 method does not take or of the wrong type, a missing weights file, a device this machine does
-not have, a folder that already holds a run (or, with ``--resume``, holds none, or one of
-another config).
+not have, a folder that already holds a run (or, with ``--resume``, holds none, one of
+another config, one past the config's epochs, or one whose training files changed).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
 from oodlab.config import RunConfig, from_dict
-from oodlab.errors import ConfigError
+from oodlab.data.benchmarks import Benchmark
+from oodlab.errors import ConfigError, DataError
 from oodlab.models import MODELS
 from oodlab.options import check_call_options
-from oodlab.train.recipes import METHODS
+from oodlab.train.recipes import METHODS, build_recipe
 from oodlab.train.run import check_same_config, load_run_config, refuse_existing_run
 
 CHECKPOINTS = ("checkpoint.pt", "checkpoint.prev.pt", "checkpoint.next.pt")
@@ -66,3 +68,51 @@ def prepare_run_dir(run_dir: Path, config: RunConfig, resume: bool, files: Seque
             )
         return
     check_same_config(load_run_config(run_dir), config, run_dir)
+
+
+def finished_epochs(config: RunConfig, run_dir: Path) -> int | None:
+    """The epochs of the finished run of ``config`` in ``run_dir``; ``None`` when there is none
+    or it has fewer epochs than ``config`` (a resume then extends it).
+
+    Raises:
+        ConfigError: ``run_dir`` holds a run of another config (:func:`check_same_config`).
+    """
+    summary = run_dir / "train_summary.json"
+    if not (summary.is_file() and (run_dir / "model.pt").is_file()):
+        return None
+    check_same_config(load_run_config(run_dir), config, run_dir)
+    counts = json.loads((run_dir / "class_counts.json").read_text())
+    recipe = build_recipe(config.method.name, config.method.options, counts)
+    total = sum(stage.train.epochs for stage in recipe.stages(config))
+    done = int(json.loads(summary.read_text())["epochs"])
+    return done if done == total else None
+
+
+def check_resumable(
+    run_dir: Path, benchmark: Benchmark, done: tuple[int, int], epochs: Sequence[int]
+) -> None:
+    """A checkpoint at (stage, epoch) ``done`` can continue under stages of ``epochs``, on the
+    very training files it started with (a benchmark may record their SHA-256 in
+    ``info["training_files"]``; the run's meta.json holds the first ones).
+
+    Raises:
+        ConfigError: the checkpoint is past the config's epochs.
+        DataError: a recorded training file changed since the run started.
+    """
+    stage, epoch = done
+    if stage < len(epochs) and epoch > epochs[stage]:
+        raise ConfigError(
+            f"{run_dir} has trained {epoch} epochs, past train.epochs={epochs[stage]}; set "
+            f"train.epochs >= {epoch}, or pass another --run-dir"
+        )
+    meta = run_dir / "meta.json"
+    old_info = json.loads(meta.read_text()).get("benchmark_info", {}) if meta.is_file() else {}
+    saved = old_info.get("training_files", {}) if isinstance(old_info, dict) else {}
+    for key, record in benchmark.info.get("training_files", {}).items():
+        old = saved.get(key, {}).get("sha256")
+        if old is not None and old != record["sha256"]:
+            raise DataError(
+                f"data.options.{key} file {record['path']} changed since the run in {run_dir} "
+                f"started (SHA-256 {old[:12]}..., now {record['sha256'][:12]}...); restore it, "
+                "or pass another --run-dir"
+            )

@@ -36,7 +36,7 @@ from oodlab.io import atomic_write_json
 from oodlab.locks import folder_lock
 from oodlab.train import checkpoint
 from oodlab.train.batches import Loader, as_views, build_loader, eval_batches, with_transform
-from oodlab.train.guards import check_run_config, prepare_run_dir
+from oodlab.train.guards import check_resumable, check_run_config, prepare_run_dir
 from oodlab.train.keep import BestKeeper, accuracy_set
 from oodlab.train.nonfinite import NonFiniteGuard
 from oodlab.train.optim import build_optimizer, build_scheduler, lr_factor
@@ -151,8 +151,10 @@ class _Run:
         started = time.perf_counter()
         state = checkpoint.load_latest(self.run_dir) if resume else None
         done = (0, 0) if state is None else (int(state.get("stage") or 0), int(state["epoch"]))
+        stages = self.recipe.stages(self.config)
         if state is not None:
             self.recipe.load_state_dict(state["recipe"])
+            check_resumable(self.run_dir, self.benchmark, done, [s.train.epochs for s in stages])
         if self.info.is_main:
             keep = [
                 r for r in read_log(self.run_dir) if (r.get("stage_index", 0), r["epoch"]) < done
@@ -162,7 +164,6 @@ class _Run:
             )
             rewrite_log(self.run_dir, keep)
         barrier(self.info)
-        stages = self.recipe.stages(self.config)
         self.num_stages = len(stages)
         try:
             for index, stage in enumerate(stages):

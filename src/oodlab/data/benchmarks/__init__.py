@@ -7,10 +7,18 @@ ImageNet-LT), ``openood`` (ASCOOD's OpenOOD v1.5 CIFAR), ``synthesis`` (ASCOOD's
 fine-grained sets) and ``imagenet`` (NPOS's ImageNet-100, MOS's ImageNet-1k).
 """
 
-from oodlab.data.benchmarks import fmnist, imagenet, openood, paper, synthesis, synthetic
+from oodlab.data.benchmarks import (
+    embeddings,
+    fmnist,
+    imagenet,
+    openood,
+    paper,
+    synthesis,
+    synthetic,
+)
 from oodlab.data.benchmarks.base import BENCHMARKS, Benchmark, build_benchmark, register_benchmark
 from oodlab.data.datasets.base import TensorImageDataset
 
 __all__ = ["BENCHMARKS", "Benchmark", "TensorImageDataset", "build_benchmark", "register_benchmark"]
 
-_modules = [fmnist, imagenet, openood, paper, synthesis, synthetic]
+_modules = [embeddings, fmnist, imagenet, openood, paper, synthesis, synthetic]
