@@ -16,11 +16,16 @@ Run through ``benchmarks/gpu_check.sh`` (which first runs the ``gpu``-marked tes
 
 Writes ``benchmarks/results/gpu_check.json`` with the device name. Without CUDA it prints
 what it would measure, records the parts as skipped, and exits 0.
+
+``--smoke`` runs every part on the CPU at tiny sizes (``small_cnn``, a few steps, no sync
+counting) and prints the results without writing the JSON: a check of the code paths on a
+machine without a GPU, not a measurement.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import statistics
@@ -47,43 +52,77 @@ RECIPES = ("ce", "oe", "energy_oe", "imood", "pascl", "patt", "npos")
 CIFAR10_LT_IMAGES = 12406
 
 
-def reference_loop(batch: int, steps: int, device: torch.device, warmup: int = 5) -> float:
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """Sizes of the check: the real one on CUDA, or a tiny CPU smoke run (``--smoke``)."""
+
+    model: str = "resnet18_cifar"
+    batches: tuple[int, ...] = (128, 256)
+    steps: int = 100
+    sync_batch: int = 64
+    sync_steps: int = 20
+    eval_sizes: tuple[int, int, int] = (50000, 10000, 10000)
+    pascl_images: int = CIFAR10_LT_IMAGES
+    pascl_aux: int = 30000
+    pascl_batch: int = 256
+    abf_batch: int | None = None  # PASCL's second stage: its own batch (128) unless set
+
+    def method_options(self, method: str) -> list[str]:
+        """PASCL: one epoch of its second stage (and its batch when set), not ten."""
+        if method != "pascl":
+            return []
+        batch = (
+            [] if self.abf_batch is None else [f"method.options.abf_batch_size={self.abf_batch}"]
+        )
+        return ["method.options.abf_epochs=1", *batch]
+
+
+SMOKE = Setting("small_cnn", (16,), 3, 8, 3, (100, 50, 50), 96, 96, 16, abf_batch=8)
+
+
+def reference_loop(
+    batch: int, steps: int, device: torch.device, warmup: int = 5, name: str = "resnet18_cifar"
+) -> float:
     """airbench-style: on-device data and augmentation, bf16, channels_last, fused Adam."""
+    from train_speed import sync
+
     from oodlab.data.transforms import crop_flip
     from oodlab.models import MODELS
 
     torch.manual_seed(0)
-    model = MODELS.create("resnet18_cifar", num_classes=10, in_channels=3).to(device)
+    model = MODELS.create(name, num_classes=10, in_channels=3).to(device)
     model = model.to(memory_format=torch.channels_last).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    fused = device.type == "cuda"
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=fused)
     images = torch.randint(0, 256, (batch * steps, 3, 32, 32), dtype=torch.uint8, device=device)
     labels = torch.randint(0, 10, (batch * steps,), device=device)
     generator = torch.Generator(device=device).manual_seed(0)
     start = 0.0
     for step in range(warmup + steps):
         if step == warmup:
-            torch.cuda.synchronize(device)
+            sync(device)
             start = time.perf_counter()
         rows = slice((step % steps) * batch, (step % steps + 1) * batch)
         x = crop_flip(images[rows], 4, True, generator).float().div_(255)
         x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        with torch.autocast(device.type, dtype=torch.bfloat16):
             loss = torch.nn.functional.cross_entropy(model(x), labels[rows])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-    torch.cuda.synchronize(device)
+    sync(device)
     return steps * batch / (time.perf_counter() - start)
 
 
-def oodlab_loop(batch: int, steps: int, device: torch.device, method: str = "ce") -> float:
-    """images/s of ``oodlab.train`` in its second epoch (``train_speed.with_oodlab``)."""
+def oodlab_loop(
+    batch: int, steps: int, device: torch.device, name: str = "resnet18_cifar"
+) -> float:
+    """images/s of ``oodlab.train`` (method ``ce``) in its second epoch
+    (``train_speed.with_oodlab``)."""
     from train_speed import random_benchmark, with_oodlab
 
     bench = random_benchmark(batch * steps, (3, 32, 32))
-    if method == "ce":
-        return with_oodlab("resnet18_cifar", {}, bench, batch, steps, device, True)
-    raise ValueError(method)
+    return with_oodlab(name, {}, bench, batch, steps, device, True)
 
 
 def ratio_of_pairs(reference: list[float], ours: list[float]) -> dict[str, Any]:
@@ -97,14 +136,14 @@ def ratio_of_pairs(reference: list[float], ours: list[float]) -> dict[str, Any]:
     }
 
 
-def part_train(device: torch.device, pairs: int) -> dict[str, Any]:
+def part_train(device: torch.device, pairs: int, setting: Setting) -> dict[str, Any]:
     rows = {}
-    for batch in (128, 256):
-        steps = 100
+    for batch in setting.batches:
+        steps, name = setting.steps, setting.model
         reference, ours = [], []
         for _ in range(pairs):  # interleaved: A B A B ...
-            reference.append(reference_loop(batch, steps, device))
-            ours.append(oodlab_loop(batch, steps, device))
+            reference.append(reference_loop(batch, steps, device, name=name))
+            ours.append(oodlab_loop(batch, steps, device, name))
         rows[f"batch_{batch}"] = {**ratio_of_pairs(reference, ours), "target_at_least": 0.9}
     return rows
 
@@ -145,52 +184,60 @@ def _train_once(overrides: list[str]) -> tuple[Any, list[dict[str, Any]]]:
     return result, log
 
 
-def part_syncs(device: torch.device) -> dict[str, Any]:
-    """Host syncs in a one-epoch run per recipe (``warn`` mode: one warning per sync)."""
-    key = _cifar_lt_like("gpu_check_small", 64 * 20, 64 * 20)
+def part_syncs(device: torch.device, setting: Setting) -> dict[str, Any]:
+    """Host syncs in a one-epoch run per recipe (``warn`` mode: one warning per sync; on the
+    CPU the recipes only run, nothing is counted)."""
+    batch, steps = setting.sync_batch, setting.sync_steps
+    key = _cifar_lt_like(f"gpu_check_small_{batch * steps}", batch * steps, batch * steps)
+    cuda = device.type == "cuda"
     rows: dict[str, Any] = {}
     for method in RECIPES:
         overrides = [
-            f"data.benchmark={key}", "data.batch_size=64", "model.name=resnet18_cifar",
-            "train.epochs=1", "train.eval_every=0", "train.quiet=true", "train.device=cuda",
-            f"method.name={method}",
+            f"data.benchmark={key}", f"data.batch_size={batch}", f"model.name={setting.model}",
+            "train.epochs=1", "train.eval_every=0", "train.quiet=true", f"train.device={device}",
+            f"method.name={method}", *setting.method_options(method),
         ]  # fmt: skip
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                torch.cuda.set_sync_debug_mode("warn")
+                if cuda:
+                    torch.cuda.set_sync_debug_mode("warn")
                 try:
                     _, log = _train_once(overrides)
                 finally:
-                    torch.cuda.set_sync_debug_mode("default")
-            syncs = sum("synchroniz" in str(x.message).lower() for x in caught)
+                    if cuda:
+                        torch.cuda.set_sync_debug_mode("default")
+            counted = sum("synchroniz" in str(x.message).lower() for x in caught)
+            syncs = counted if cuda else None
             steps = int(log[-1]["step"]) if log else None
-            per_step = round(syncs / steps, 2) if steps else None
+            per_step = round(syncs / steps, 2) if steps and syncs is not None else None
             rows[method] = {"syncs": syncs, "steps": steps, "syncs_per_step": per_step}
         except Exception as exc:  # one recipe's failure must not hide the others
             rows[method] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
     return rows
 
 
-def part_eval(device: torch.device) -> dict[str, Any]:
+def part_eval(device: torch.device, setting: Setting) -> dict[str, Any]:
     from eval_speed import eval_vs_forward
 
-    return eval_vs_forward("cuda", {"train": 50000, "id": 10000, "ood": 10000})
+    train, id_test, ood = setting.eval_sizes
+    return eval_vs_forward(str(device), {"train": train, "id": id_test, "ood": ood})
 
 
-def part_pascl(device: torch.device) -> dict[str, Any]:
+def part_pascl(device: torch.device, setting: Setting) -> dict[str, Any]:
     """Two epochs of the CIFAR-10-LT PASCL recipe on CIFAR-sized random data, projected."""
-    key = _cifar_lt_like("gpu_check_cifar10_lt", CIFAR10_LT_IMAGES, 30000)
+    images = setting.pascl_images
+    key = _cifar_lt_like(f"gpu_check_cifar10_lt_{images}", images, setting.pascl_aux)
     overrides = [
-        f"data.benchmark={key}", "data.batch_size=256", "model.name=resnet18_cifar",
-        "train.epochs=3", "train.quiet=true", "train.device=cuda", "method.name=pascl",
-        "method.options.abf_epochs=1",
+        f"data.benchmark={key}", f"data.batch_size={setting.pascl_batch}",
+        f"model.name={setting.model}", "train.epochs=3", "train.quiet=true",
+        f"train.device={device}", "method.name=pascl", *setting.method_options("pascl"),
     ]  # fmt: skip
     start = time.perf_counter()
     _, log = _train_once(overrides)
     seconds = time.perf_counter() - start
     # Epoch time of the training steps = ID images of the epoch / the logged images_per_s.
-    epochs = [CIFAR10_LT_IMAGES / float(r["images_per_s"]) for r in log if r.get("images_per_s")]
+    epochs = [images / float(r["images_per_s"]) for r in log if r.get("images_per_s")]
     steady = statistics.median(epochs[1:]) if len(epochs) > 1 else float("nan")
     projected = 210 * steady  # 200 epochs + 10 of the auxiliary branch (bounded above)
     return {
@@ -205,6 +252,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--parts", default="train,syncs,eval,pascl")
+    parser.add_argument("--smoke", action="store_true", help="tiny CPU run of every part")
     args = parser.parse_args()
     parts = [p for p in args.parts.split(",") if p]
     report: dict[str, Any] = {
@@ -213,6 +261,8 @@ def main() -> int:
         "machine": platform.machine(),
         "load_average": list(os.getloadavg()),
     }
+    if args.smoke:
+        return smoke(parts, args.pairs)
     if not torch.cuda.is_available():
         report["device"] = "cpu (no CUDA device)"
         report["skipped"] = {p: f"needs CUDA; would measure: {PLAN[p]}" for p in parts}
@@ -222,24 +272,48 @@ def main() -> int:
         device = torch.device("cuda")
         report["device"] = torch.cuda.get_device_name(device)
         torch.backends.cudnn.benchmark = True
-        functions = {"syncs": part_syncs, "eval": part_eval, "pascl": part_pascl}
-        for part in parts:
-            start = time.perf_counter()
-            try:
-                value = (
-                    functions[part](device, args.pairs)
-                    if part == "train"
-                    else functions[part](device)
-                )
-            except Exception as exc:  # report and go on: the check must finish in one run
-                value = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
-            report[part] = {"result": value, "seconds": round(time.perf_counter() - start, 1)}
-            print(part, report[part], flush=True)
+        report.update(run_parts(parts, device, args.pairs, Setting()))
     from oodlab.io import atomic_write_json
 
     atomic_write_json(RESULTS, report)
     print(f"wrote {RESULTS}")
     return 0
+
+
+def run_parts(
+    parts: list[str], device: torch.device, pairs: int, setting: Setting
+) -> dict[str, Any]:
+    """Each part's result and seconds; a failing part is reported and the others still run."""
+    report: dict[str, Any] = {}
+    for part in parts:
+        start = time.perf_counter()
+        try:
+            if part == "train":
+                value = part_train(device, pairs, setting)
+            else:
+                value = {"syncs": part_syncs, "eval": part_eval, "pascl": part_pascl}[part](
+                    device, setting
+                )
+        except Exception as exc:  # report and go on: the check must finish in one run
+            value = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
+        report[part] = {"result": value, "seconds": round(time.perf_counter() - start, 1)}
+        print(part, report[part], flush=True)
+    return report
+
+
+def smoke(parts: list[str], pairs: int) -> int:
+    """Every part on the CPU at tiny sizes; 1 if any part failed. Nothing is written."""
+    print("smoke run on the CPU at tiny sizes: checks the code paths, measures nothing")
+    report = run_parts(parts, torch.device("cpu"), pairs, SMOKE)
+    failed = [p for p, v in report.items() if "error" in v["result"] or _nested_error(v)]
+    print("smoke:", "failed: " + ", ".join(failed) if failed else "every part ran")
+    return 1 if failed else 0
+
+
+def _nested_error(value: Any) -> bool:
+    if isinstance(value, dict):
+        return "error" in value or any(_nested_error(v) for v in value.values())
+    return False
 
 
 if __name__ == "__main__":

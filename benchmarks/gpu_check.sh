@@ -3,7 +3,8 @@
 # benchmarks/gpu_check.py (training loop vs an airbench-style reference, host syncs per recipe,
 # extraction + scores vs one forward pass, projected PASCL wall time), JSON in
 # benchmarks/results/gpu_check.json. On a machine without CUDA every part is skipped cleanly
-# and what it would measure is printed.
+# and what it would measure is printed. `benchmarks/gpu_check.sh --smoke` runs every part on the
+# CPU at tiny sizes (a check of the code paths before a GPU is lent; nothing is written).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python}"
