@@ -141,6 +141,7 @@ def run_bench(
                     class_names=class_names(benchmark, data.data_root) or None,
                     extract_config=ExtractConfig(
                         batch_size=preset.eval_batch_size,
+                        num_workers=config.data.num_workers,
                         device=config.train.device,
                         cache_dir=cache_dir,
                         quiet=quiet,

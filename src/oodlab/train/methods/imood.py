@@ -131,6 +131,7 @@ class ImOODRecipe(Recipe):
         loss = ce + opts.weight * ood
         if opts.aux_loss == "pascl":
             *id_proj, aux_proj = out.parts("projection")
+            self.tail = self.tail.to(batch.y.device)  # moved once, not copied every step
             terms["pascl"] = pascl_contrastive(
                 id_proj, batch.y, aux_proj, self.tail, opts.temperature
             )
