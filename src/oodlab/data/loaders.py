@@ -26,9 +26,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from oodlab.data.batch_augment import ColorJitterLite, apply_crop_flip, draw_crop_flip
 from oodlab.data.persistent import EpochSeeded, EpochTagged
 from oodlab.data.samplers import ClassBalancedSampler, EpochSampler, _seeded, process_share
-from oodlab.data.transforms import ColorJitterLite, apply_crop_flip, draw_crop_flip
 from oodlab.errors import ConfigError, DataError
 
 
@@ -174,7 +174,7 @@ class DeviceBatchLoader:
         generator: a CPU ``torch.Generator`` or an int seed (default seed 0).
         drop_last: skip the last incomplete batch.
         shuffle: a new permutation per epoch (else file order).
-        color_jitter: optional :class:`~oodlab.data.transforms.ColorJitterLite`.
+        color_jitter: optional :class:`~oodlab.data.batch_augment.ColorJitterLite`.
         normalize: optional ``(mean, std)`` per channel, applied last.
         rank, world_size: default: this process's share.
 
