@@ -200,3 +200,20 @@ def test_odin_on_a_self_normalising_model_steps_in_pixel_units(data, tmp_path):
     loaded = oodlab.Detector.load(detector.save(tmp_path / "odin.safetensors"), model)
     assert loaded.score.input_std is None
     torch.testing.assert_close(loaded(data["test"]), detector(data["test"]))
+
+
+def test_a_group_softmax_model_gives_mos_its_groups_and_its_class_ids(toy):
+    # The model's groups are read in one place (oodlab.eval.needs.model_groups), as evaluate does.
+    model = toy.model
+    model.group_sizes = [2, 2]  # two groups of one class + "others" over the 4 logits
+    model.register_buffer("group_class_ids", torch.tensor([1, 0]))  # flat index -> class id
+    detector = oodlab.Detector(model, "mos", device="cpu")
+    assert detector.score.get_params() == {"group_sizes": (2, 2)}
+    detector.fit((toy.x_train, toy.y_train)).calibrate(toy.x_id)
+    with torch.no_grad():
+        logits = model(toy.x_id)
+    # By hand: per group, the softmax probability of its one class (index 1 after "others");
+    # the group with the larger one wins, and its flat index maps through group_class_ids.
+    best = torch.stack([logits[:, :2].softmax(1)[:, 1], logits[:, 2:].softmax(1)[:, 1]], 1)
+    expected = torch.tensor([1, 0])[best.argmax(1)]
+    assert torch.equal(detector.predict(toy.x_id).classes, expected)

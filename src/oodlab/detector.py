@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from oodlab._version import __version__
 from oodlab.errors import CheckpointError, ConfigError, DataError, NotFittedError
 from oodlab.eval.extract import _eval_mode, _Forward, model_fingerprint, resolve_device
+from oodlab.eval.needs import model_groups
 from oodlab.io import atomic_write_bytes
 from oodlab.scores import SCORES, InputGradientScore, Score
 from oodlab.scores._state import plain_params
@@ -109,9 +110,9 @@ class Detector:
         """Hyper-parameters that describe the model, filled in from it (as ``evaluate`` does)."""
         names = SCORES.get(name).factory.param_names()  # type: ignore[attr-defined]
         filled = dict(params)
-        group_sizes = getattr(self.model, "group_sizes", None)
-        if "group_sizes" in names and group_sizes is not None:
-            filled.setdefault("group_sizes", list(group_sizes))
+        groups = model_groups(self.model)  # the one place a model's groups are read
+        if "group_sizes" in names and groups is not None:
+            filled.setdefault("group_sizes", groups[0])
         return filled
 
     # -- fitting -----------------------------------------------------------------------
@@ -356,12 +357,11 @@ def _normalization(
 
 def _classes(logits: Tensor, model: nn.Module) -> Tensor:
     """Predicted classes; a group-softmax model (MOS) predicts with its group-aware rule."""
-    group_sizes = getattr(model, "group_sizes", None)
-    class_ids = getattr(model, "group_class_ids", None)
-    if group_sizes and isinstance(class_ids, Tensor):
+    groups = model_groups(model)
+    if groups is not None and groups[1] is not None:
         from oodlab.scores.mos import mos_predict
 
-        return class_ids.to(logits.device)[mos_predict(logits, group_sizes)]
+        return groups[1].to(logits.device)[mos_predict(logits, groups[0])]
     return logits.argmax(1)
 
 
