@@ -223,9 +223,21 @@ def default_score(ctx: EvalContext, score: Score, name: str) -> Scored:
 def input_batches(
     dataset: Dataset[Any], config: ExtractConfig, device: torch.device
 ) -> Iterator[tuple[Tensor, Tensor]]:
-    loader = DataLoader(dataset, batch_size=config.batch_size, num_workers=config.num_workers)
+    loader = _input_loader(dataset, config, device)
     for batch in tqdm(loader, desc="fit (inputs)", disable=config.quiet, leave=False):
-        yield batch[0].to(device), torch.as_tensor(batch[1])
+        yield batch[0].to(device, non_blocking=True), torch.as_tensor(batch[1])
+
+
+def _input_loader(
+    dataset: Dataset[Any], config: ExtractConfig, device: torch.device
+) -> DataLoader[Any]:
+    """The loader of a pass that re-runs the network (pinned batches on CUDA)."""
+    return DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        num_workers=config.num_workers,
+        pin_memory=device.type == "cuda",
+    )
 
 
 def _fit_on_inputs(ctx: EvalContext, score: Score, name: str) -> Score:
@@ -245,10 +257,10 @@ def score_inputs(
     name: str,
 ) -> Tensor:
     """``score.score_inputs`` over ``dataset`` in batches: the network runs again."""
-    loader = DataLoader(dataset, batch_size=config.batch_size, num_workers=config.num_workers)
+    loader = _input_loader(dataset, config, device)
     model.to(device).eval()
     out = [
-        score.score_inputs(model, batch[0].to(device)).detach().float().cpu()
+        score.score_inputs(model, batch[0].to(device, non_blocking=True)).detach().float().cpu()
         for batch in tqdm(
             loader, desc=f"{name} (input gradients)", disable=config.quiet, leave=False
         )
