@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from oodlab._version import __version__
 from oodlab.errors import CheckpointError, ConfigError, DataError, NotFittedError
 from oodlab.eval.extract import _eval_mode, _Forward, model_fingerprint, resolve_device
-from oodlab.eval.needs import model_groups
+from oodlab.eval.needs import model_groups, needs_of
 from oodlab.io import atomic_write_bytes
 from oodlab.scores import SCORES, InputGradientScore, Score
 from oodlab.scores._state import plain_params
@@ -124,10 +124,9 @@ class Detector:
         Scores that need no fitting only record the input shape.
         """
         entry = SCORES.get(self.name) if self.name in SCORES else None
-        fit_inputs = getattr(self.score, "fit_inputs", None)
-        if callable(fit_inputs):  # mahalanobis_ensemble: statistics of intermediate layers
+        if "train_inputs" in needs_of(self.name, self.score):  # e.g. mahalanobis_ensemble
             self.model.to(self.device)
-            fit_inputs(self.model, self._labelled(train))
+            self.score.fit_inputs(self.model, self._labelled(train))  # type: ignore[attr-defined]
         elif entry is None or entry.requires_fit:
             train_out = self._outputs(train)
             aux_out = self._outputs(aux) if aux is not None else None
